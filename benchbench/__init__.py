@@ -1,0 +1,1 @@
+"""benchbench: long-context evaluation of language models and RoPE scaling methods."""

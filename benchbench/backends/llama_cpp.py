@@ -1,0 +1,260 @@
+"""llama.cpp, in process, through llama-cpp-python.
+
+The ``Llama`` class loads the model and creates the context with our RoPE
+settings; scoring and greedy decoding then go through llama.cpp's C API
+(``llama_decode`` on a batch we fill), so that every logit row is read exactly
+once and no sampler or prompt cache of the wrapper sits in between.
+"""
+
+import ctypes
+import logging
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+import llama_cpp
+import numpy as np
+
+from benchbench.backends.base import Backend, Generation
+from benchbench.config import BackendConfig, ScalingConfig
+from benchbench.errors import BackendError, ConfigError
+from benchbench.scaling import RopeInfo, expected_rope, llama_cpp_params
+
+log = logging.getLogger(__name__)
+
+# llama.cpp's log lines, kept so that load errors and the effective context
+# parameters can be read back; llama.cpp writes nothing to the terminal itself
+_log_lines: list[str] = []
+
+
+@llama_cpp.llama_log_callback
+def _capture_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    _log_lines.append(text.decode("utf-8", errors="replace"))
+
+
+llama_cpp.llama_log_set(_capture_log, ctypes.c_void_p(0))
+
+
+def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
+    """RoPE facts and the raw metadata of a GGUF file, without loading weights."""
+    _log_lines.clear()
+    try:
+        vocab = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
+    except ValueError:
+        raise BackendError(f"llama.cpp could not read '{model_path}': {_last_error()}") from None
+    metadata = dict(vocab.metadata)
+    vocab.close()
+
+    arch = metadata.get("general.architecture", "llama")
+    theta = float(metadata.get(f"{arch}.rope.freq_base", 10000.0))
+    dims = metadata.get(f"{arch}.rope.dimension_count")
+    if dims is None:
+        heads = int(metadata[f"{arch}.attention.head_count"])
+        dims = int(metadata[f"{arch}.embedding_length"]) // heads
+    scale_factor = float(metadata.get(f"{arch}.rope.scaling.factor", 1.0) or 1.0)
+    info = RopeInfo(
+        rope_theta=theta,
+        rope_dimensions=int(dims),
+        trained_context_length=int(metadata[f"{arch}.context_length"]),
+        freq_scale_train=1.0 / scale_factor,
+    )
+    return info, metadata
+
+
+def _last_error() -> str:
+    lines = [line.strip() for line in _log_lines if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
+    return (errors or lines or ["no message from llama.cpp"])[-1]
+
+
+def _logged_value(name: str) -> Optional[float]:
+    """The last ``name = value`` that llama.cpp logged while creating a context."""
+    pattern = re.compile(rf"\b{name}\s+=\s+([-+0-9.eE]+)")
+    for line in reversed(_log_lines):
+        match = pattern.search(line)
+        if match:
+            return float(match.group(1))
+    return None
+
+
+class LlamaCppBackend(Backend):
+    """A GGUF model in a llama.cpp context of ``n_ctx`` tokens."""
+
+    name = "llama_cpp"
+
+    def __init__(
+        self, model_path: Path, rope: RopeInfo, cfg: BackendConfig, scaling: ScalingConfig, n_ctx: int
+    ):
+        self.n_ctx = n_ctx
+        self._rope_params = llama_cpp_params(scaling, rope)
+        threads = cfg.n_threads or len(os.sched_getaffinity(0))
+        n_batch = min(cfg.n_batch, n_ctx)
+
+        _log_lines.clear()
+        try:
+            self._llm = llama_cpp.Llama(
+                str(model_path),
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_ubatch=min(cfg.n_ubatch, n_batch),
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=cfg.n_gpu_layers,
+                flash_attn=cfg.flash_attn,
+                verbose=False,
+                **self._rope_params,
+            )
+        except ValueError:
+            raise BackendError(f"llama.cpp could not load '{model_path}': {_last_error()}") from None
+
+        self._ctx = self._llm.ctx
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self._n_vocab = self._llm.n_vocab()
+        self._n_batch = n_batch
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self._effective = {
+            "n_ctx": llama_cpp.llama_n_ctx(self._ctx),
+            "freq_base": _logged_value("freq_base"),
+            "freq_scale": _logged_value("freq_scale"),
+        }
+        self._settings = {"n_batch": n_batch, "n_ubatch": min(cfg.n_ubatch, n_batch), "n_threads": threads}
+        self._settings.update(n_gpu_layers=cfg.n_gpu_layers, flash_attn=cfg.flash_attn)
+        self._check_rope(expected_rope(scaling, rope))
+
+    def _check_rope(self, expected: dict) -> None:
+        # the context reports the base and scale it settled on; a difference
+        # means the scaling was not applied as configured
+        for key, want in expected.items():
+            got = self._effective[key]
+            if got is None:
+                raise BackendError(f"llama.cpp did not report its {key}; cannot confirm the RoPE scaling")
+            if not math.isclose(got, want, rel_tol=1e-5, abs_tol=0.05 if key == "freq_base" else 1e-6):
+                raise BackendError(f"llama.cpp applied {key}={got} but the scaling config asks for {want}")
+
+    # tokens
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
+
+    @property
+    def bos_token_id(self) -> Optional[int]:
+        bos = self._llm.token_bos()
+        return bos if bos >= 0 else None
+
+    @property
+    def adds_bos(self) -> bool:
+        return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+
+    def chat_template(self) -> Optional[str]:
+        return self._llm.metadata.get("tokenizer.chat_template")
+
+    # forward passes
+
+    def _check_fits(self, n_tokens: int) -> None:
+        if n_tokens > self.n_ctx:
+            raise BackendError(f"{n_tokens} tokens do not fit the context of {self.n_ctx}; raise backend.n_ctx")
+
+    def _decode(self, tokens: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
+        """Feed ``tokens`` at positions ``start...`` and yield their logit rows.
+
+        Yields ``(offset, rows)`` per batch, rows of shape (tokens, n_vocab); with
+        ``all_logits`` false, only the last token's row, once at the end. The
+        rows live in llama.cpp's buffer and are overwritten by the next decode,
+        so callers reduce them at once.
+        """
+        batch = self._batch
+        for begin in range(0, len(tokens), self._n_batch):
+            chunk = tokens[begin : begin + self._n_batch]
+            last_chunk = begin + self._n_batch >= len(tokens)
+            for j, token in enumerate(chunk):
+                batch.token[j] = token
+                batch.pos[j] = start + begin + j
+                batch.n_seq_id[j] = 1
+                batch.seq_id[j][0] = 0
+                batch.logits[j] = all_logits or (last_chunk and j == len(chunk) - 1)
+            batch.n_tokens = len(chunk)
+            if llama_cpp.llama_decode(self._ctx, batch) != 0:
+                raise BackendError(f"llama_decode failed at position {start + begin}: {_last_error()}")
+            if all_logits:
+                rows = np.ctypeslib.as_array(llama_cpp.llama_get_logits(self._ctx), shape=(len(chunk), self._n_vocab))
+                yield begin, rows
+        if not all_logits:
+            row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
+            yield len(tokens) - 1, row[None, :]
+
+    def _reset(self) -> None:
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+
+    def logprobs(self, tokens: Sequence[int]) -> np.ndarray:
+        tokens = list(tokens)
+        self._check_fits(len(tokens))
+        self._reset()
+        out = np.empty(len(tokens) - 1, dtype=np.float64)
+        targets = np.asarray(tokens[1:], dtype=np.int64)
+
+        for begin, rows in self._decode(tokens, 0, all_logits=True):
+            # row j predicts token begin + j + 1; the final token predicts nothing
+            n = min(len(rows), len(targets) - begin)
+            rows = rows[:n]
+            peak = rows.max(axis=1, keepdims=True)
+            log_norm = peak[:, 0] + np.log(np.exp(rows - peak).sum(axis=1, dtype=np.float64))
+            picked = rows[np.arange(n), targets[begin : begin + n]].astype(np.float64)
+            out[begin : begin + n] = picked - log_norm
+        return out
+
+    def generate(self, tokens: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()) -> Generation:
+        tokens = list(tokens)
+        self._check_fits(len(tokens) + max_new_tokens)
+        self._reset()
+        *_, (_, rows) = self._decode(tokens, 0, all_logits=False)
+
+        new: list[int] = []
+        finish = "max_new_tokens"
+        while len(new) < max_new_tokens:
+            token = int(np.argmax(rows[0]))
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                finish = "eog"
+                break
+            new.append(token)
+            if any(s in self.detokenize(new) for s in stop):
+                finish = "stop"
+                break
+            if len(new) < max_new_tokens:
+                *_, (_, rows) = self._decode([token], len(tokens) + len(new) - 1, all_logits=False)
+        return Generation(text=self.detokenize(new), tokens=new, finish_reason=finish)
+
+    # bookkeeping
+
+    def provenance(self) -> dict:
+        return {
+            "name": self.name,
+            "llama_cpp_python": llama_cpp.__version__,
+            "system_info": llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip(),
+            "n_ctx_requested": self.n_ctx,
+            **self._settings,
+            "rope_params": self._rope_params,
+            "rope_effective": self._effective,
+        }
+
+    def close(self) -> None:
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        self._llm.close()
+
+
+def check_model_matches(rope: RopeInfo, trained_context_length: Optional[int], rope_theta: Optional[float]) -> None:
+    """Refuse a model file that contradicts what its model config says."""
+    if trained_context_length is not None and trained_context_length != rope.trained_context_length:
+        raise ConfigError(
+            "model.trained_context_length",
+            f"is {trained_context_length} but the GGUF says {rope.trained_context_length}",
+        )
+    if rope_theta is not None and not math.isclose(rope_theta, rope.rope_theta, rel_tol=1e-6):
+        raise ConfigError("model.rope_theta", f"is {rope_theta} but the GGUF says {rope.rope_theta}")

@@ -1,0 +1,26 @@
+"""Errors that benchbench reports to people as one line.
+
+Every error a user can cause derives from ``BenchError``. The command line turns
+it into a single ``benchbench: error: ...`` line and a non-zero exit code, so
+each message must say what was wrong and which config key to change.
+"""
+
+
+class BenchError(Exception):
+    """Base class for errors that are reported without a traceback."""
+
+
+class ConfigError(BenchError):
+    """A config value is missing, malformed or out of range."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+class BackendError(BenchError):
+    """The backend could not load the model or run a request."""
+
+
+class CorpusError(BenchError):
+    """The text corpus cannot serve the requested lengths."""

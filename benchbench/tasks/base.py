@@ -1,0 +1,66 @@
+"""What a task is: a grid of cells, each measured on a backend.
+
+A cell is one point of the sweep (task, context_length, depth, sample). Running
+it yields one or more measurements; the runner adds the run's provenance and
+writes each as a record.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Optional
+
+from benchbench.backends.base import Backend
+from benchbench.config import SweepConfig
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    context_length: int
+    # fraction of the haystack before the needle; None for tasks without one
+    depth: Optional[float]
+    sample: int
+
+
+@dataclass
+class Measurement:
+    metric: str
+    value: float
+    prompt_tokens: int
+    # task-specific columns: generated text, needle position, scored tokens...
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CorpusTokens:
+    """The corpus in the evaluated model's tokens, shared by all tasks of a run."""
+
+    tokens: list[int]
+    # offsets right after a sentence end; needles are placed there
+    boundaries: list[int]
+    # offsets right after a newline; haystacks start there
+    paragraph_starts: list[int]
+
+
+class Task(ABC):
+    name: str
+
+    @abstractmethod
+    def prepare(self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig) -> None:
+        """Check the sweep against this task and build what every cell shares.
+
+        Raises a ``BenchError`` for anything that would fail later, so that no
+        work starts on a sweep that cannot finish.
+        """
+
+    @abstractmethod
+    def cells(self, sweep: SweepConfig) -> list[Cell]:
+        """Every cell of the sweep for this task, in the order to run them."""
+
+    @abstractmethod
+    def run(self, cell: Cell, backend: Backend) -> list[Measurement]:
+        """Measure one cell."""
+
+    @abstractmethod
+    def settings(self) -> dict:
+        """Settings that define this task's numbers, recorded with each one."""
