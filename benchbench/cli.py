@@ -6,6 +6,7 @@ exit code (2 for bad input, 130 for Ctrl-C).
 """
 
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -37,13 +38,24 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 def one_line(err: Exception) -> str:
     """Hydra and OmegaConf errors as one line, without their debugging detail."""
-    if isinstance(err, MissingConfigException) and err.options is not None and err.missing_cfg_file:
-        group, _, option = err.missing_cfg_file.rpartition("/")
-        return f"{group}={option}: no such option; choose one of {', '.join(sorted(err.options))}"
+    missing = re.search(r"Could not (?:find|load) '([\w/]+)/([^'/]+)'", str(err))
+    if isinstance(err, MissingConfigException) and missing:
+        group, option = missing.groups()
+        choices = sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+        return f"{group}={option}: no such option; choose one of {', '.join(choices)}"
     lines = []
     for e in (err, err.__cause__):
         for line in str(e or "").splitlines():
-            skip = line.startswith((" ", "\t", "full_key", "object_type", "To append", "Config search path"))
+            skip = line.startswith(
+                (
+                    " ",
+                    "\t",
+                    "full_key",
+                    "object_type",
+                    "To append",
+                    "Config search path",
+                )
+            )
             if line.strip() and not skip and line not in lines:
                 lines.append(line.strip())
     return "; ".join(lines) or type(err).__name__
@@ -82,10 +94,16 @@ def _job(cfg: DictConfig) -> None:
     except BenchError as err:
         fail(str(err))
     except KeyboardInterrupt:
-        fail(f"interrupted; partial records are in {run_dir} (manifest status: interrupted)", EXIT_INTERRUPTED)
+        fail(
+            f"interrupted; partial records are in {run_dir} (manifest status: interrupted)",
+            EXIT_INTERRUPTED,
+        )
 
     table = summarize(records)
-    print(f"\n{settings.model.name} | {settings.backend.name} | scaling={settings.scaling.method}", end="")
+    print(
+        f"\n{settings.model.name} | {settings.backend.name} | scaling={settings.scaling.method}",
+        end="",
+    )
     print(f" x{settings.scaling.factor:g} | records in {run_dir}\n")
     print(table.to_string())
 

@@ -8,7 +8,6 @@ Range checks that a type cannot express live in each schema's ``validate``;
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -27,12 +26,12 @@ class ModelConfig:
 
     name: str = "model"
     # a GGUF file on disk; when null, the file is looked up inside `package`
-    path: Optional[str] = None
-    package: Optional[str] = None
-    package_file: Optional[str] = None
+    path: str | None = None
+    package: str | None = None
+    package_file: str | None = None
     # what the file is expected to say; a mismatch with the GGUF is an error
-    trained_context_length: Optional[int] = None
-    rope_theta: Optional[float] = None
+    trained_context_length: int | None = None
+    rope_theta: float | None = None
     encoding: str = "rope"
     # shown when the model file is missing, so the user knows what to fetch
     hint: str = ""
@@ -44,7 +43,9 @@ class ModelConfig:
                 f"model '{self.name}' needs a GGUF file; {self.hint or 'set model.path=/path/to/model.gguf'}",
             )
         if self.package is not None and self.package_file is None:
-            raise ConfigError("model.package_file", "name the GGUF file inside model.package")
+            raise ConfigError(
+                "model.package_file", "name the GGUF file inside model.package"
+            )
 
 
 @dataclass
@@ -53,25 +54,31 @@ class BackendConfig:
 
     name: str = "llama_cpp"
     # context window in tokens; null sizes it to the longest requested length
-    n_ctx: Optional[int] = None
+    n_ctx: int | None = None
     n_batch: int = 2048
     n_ubatch: int = 512
     # null uses every core the process may run on
-    n_threads: Optional[int] = None
+    n_threads: int | None = None
     # layers to offload to a GPU; needs a CUDA or Metal build of llama-cpp-python
     n_gpu_layers: int = 0
     flash_attn: bool = True
 
     def validate(self) -> None:
         if self.name != "llama_cpp":
-            raise ConfigError("backend.name", f"unknown backend '{self.name}'; use llama_cpp")
+            raise ConfigError(
+                "backend.name", f"unknown backend '{self.name}'; use llama_cpp"
+            )
         if self.n_ctx is not None and self.n_ctx <= 0:
             raise ConfigError("backend.n_ctx", f"must be positive, got {self.n_ctx}")
         for key in ("n_batch", "n_ubatch"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"backend.{key}", f"must be positive, got {getattr(self, key)}")
+                raise ConfigError(
+                    f"backend.{key}", f"must be positive, got {getattr(self, key)}"
+                )
         if self.n_threads is not None and self.n_threads <= 0:
-            raise ConfigError("backend.n_threads", f"must be positive, got {self.n_threads}")
+            raise ConfigError(
+                "backend.n_threads", f"must be positive, got {self.n_threads}"
+            )
 
 
 @dataclass
@@ -87,36 +94,56 @@ class ScalingConfig:
 
     method: str = "none"
     factor: float = 1.0
-    original_context_length: Optional[int] = None
-    beta_fast: Optional[float] = None
-    beta_slow: Optional[float] = None
+    original_context_length: int | None = None
+    beta_fast: float | None = None
+    beta_slow: float | None = None
     # YaRN's attention temperature sqrt(1/t); null means 0.1 ln(factor) + 1
-    attention_factor: Optional[float] = None
+    attention_factor: float | None = None
 
     def validate(self) -> None:
         if self.method not in SCALING_METHODS:
             raise ConfigError(
-                "scaling.method", f"unknown method '{self.method}'; use one of {', '.join(SCALING_METHODS)}"
+                "scaling.method",
+                f"unknown method '{self.method}'; use one of {', '.join(SCALING_METHODS)}",
             )
         if not math.isfinite(self.factor) or self.factor < 1.0:
-            raise ConfigError("scaling.factor", f"must be a number >= 1, got {self.factor}")
-        if self.method == "none" and self.factor != 1.0:
-            raise ConfigError("scaling.factor", "scaling=none takes no factor; pick a method such as scaling=yarn")
-        if self.original_context_length is not None and self.original_context_length <= 0:
             raise ConfigError(
-                "scaling.original_context_length", f"must be positive, got {self.original_context_length}"
+                "scaling.factor", f"must be a number >= 1, got {self.factor}"
+            )
+        if self.method == "none" and self.factor != 1.0:
+            raise ConfigError(
+                "scaling.factor",
+                "scaling=none takes no factor; pick a method such as scaling=yarn",
+            )
+        if (
+            self.original_context_length is not None
+            and self.original_context_length <= 0
+        ):
+            raise ConfigError(
+                "scaling.original_context_length",
+                f"must be positive, got {self.original_context_length}",
             )
         if self.method != "yarn":
             for key in ("beta_fast", "beta_slow", "attention_factor"):
                 if getattr(self, key) is not None:
-                    raise ConfigError(f"scaling.{key}", f"only applies to scaling=yarn, not '{self.method}'")
-        if self.beta_fast is not None and self.beta_slow is not None and self.beta_fast <= self.beta_slow:
+                    raise ConfigError(
+                        f"scaling.{key}",
+                        f"only applies to scaling=yarn, not '{self.method}'",
+                    )
+        if (
+            self.beta_fast is not None
+            and self.beta_slow is not None
+            and self.beta_fast <= self.beta_slow
+        ):
             raise ConfigError(
                 "scaling.beta_fast",
                 f"must be larger than scaling.beta_slow ({self.beta_fast} <= {self.beta_slow}); are they reversed?",
             )
         if self.attention_factor is not None and self.attention_factor <= 0:
-            raise ConfigError("scaling.attention_factor", f"must be positive, got {self.attention_factor}")
+            raise ConfigError(
+                "scaling.attention_factor",
+                f"must be positive, got {self.attention_factor}",
+            )
 
 
 @dataclass
@@ -135,19 +162,25 @@ class PromptTaskConfig:
                 f"unknown format '{self.prompt_format}'; use one of {', '.join(PROMPT_FORMATS)}",
             )
         if self.max_new_tokens <= 0:
-            raise ConfigError(f"task.{self._name}.max_new_tokens", f"must be positive, got {self.max_new_tokens}")
+            raise ConfigError(
+                f"task.{self._name}.max_new_tokens",
+                f"must be positive, got {self.max_new_tokens}",
+            )
 
 
 @dataclass
 class PasskeyConfig(PromptTaskConfig):
     _name = "passkey"
     template_dir: str = "tasks/passkey"
+    max_new_tokens: int = 10
     digits: int = 5
 
     def validate(self) -> None:
         super().validate()
         if not 1 <= self.digits <= 18:
-            raise ConfigError("task.passkey.digits", f"must be between 1 and 18, got {self.digits}")
+            raise ConfigError(
+                "task.passkey.digits", f"must be between 1 and 18, got {self.digits}"
+            )
 
 
 @dataclass
@@ -162,19 +195,24 @@ class PerplexityConfig:
     _name = "perplexity"
     # windows of context_length tokens scored per length
     windows: int = 1
-    # tokens between window starts; null means context_length (no overlap)
-    stride: Optional[int] = None
+    # tokens between window starts; null means context_length - 1 (no rescoring)
+    stride: int | None = None
     # model: follow the GGUF's add_bos_token; always / never override it
     bos: str = "model"
 
     def validate(self) -> None:
         if self.windows <= 0:
-            raise ConfigError("task.perplexity.windows", f"must be positive, got {self.windows}")
+            raise ConfigError(
+                "task.perplexity.windows", f"must be positive, got {self.windows}"
+            )
         if self.stride is not None and self.stride <= 0:
-            raise ConfigError("task.perplexity.stride", f"must be positive, got {self.stride}")
+            raise ConfigError(
+                "task.perplexity.stride", f"must be positive, got {self.stride}"
+            )
         if self.bos not in BOS_POLICIES:
             raise ConfigError(
-                "task.perplexity.bos", f"unknown policy '{self.bos}'; use one of {', '.join(BOS_POLICIES)}"
+                "task.perplexity.bos",
+                f"unknown policy '{self.bos}'; use one of {', '.join(BOS_POLICIES)}",
             )
 
 
@@ -182,13 +220,15 @@ class PerplexityConfig:
 class TaskSet:
     """The tasks selected with ``task=[...]``; unselected ones stay null."""
 
-    passkey: Optional[PasskeyConfig] = None
-    needle: Optional[NeedleConfig] = None
-    perplexity: Optional[PerplexityConfig] = None
+    passkey: PasskeyConfig | None = None
+    needle: NeedleConfig | None = None
+    perplexity: PerplexityConfig | None = None
 
     def validate(self) -> None:
         if not self.selected():
-            raise ConfigError("task", "no task selected; use e.g. task=[passkey,needle,perplexity]")
+            raise ConfigError(
+                "task", "no task selected; use e.g. task=[passkey,needle,perplexity]"
+            )
         for cfg in self.selected().values():
             cfg.validate()
 
@@ -210,20 +250,30 @@ class SweepConfig:
     def validate(self) -> None:
         lengths = list(self.context_lengths)
         if not lengths:
-            raise ConfigError("sweep.context_lengths", "is empty; give at least one length in tokens")
+            raise ConfigError(
+                "sweep.context_lengths", "is empty; give at least one length in tokens"
+            )
         bad = [n for n in lengths if n <= 0]
         if bad:
-            raise ConfigError("sweep.context_lengths", f"lengths must be positive, got {bad[0]}")
+            raise ConfigError(
+                "sweep.context_lengths", f"lengths must be positive, got {bad[0]}"
+            )
         if len(set(lengths)) != len(lengths):
             raise ConfigError("sweep.context_lengths", f"has duplicates: {lengths}")
         if lengths != sorted(lengths):
-            raise ConfigError("sweep.context_lengths", f"must be in increasing order, got {lengths}")
+            raise ConfigError(
+                "sweep.context_lengths", f"must be in increasing order, got {lengths}"
+            )
         depths = list(self.depths)
         if not depths:
-            raise ConfigError("sweep.depths", "is empty; give at least one depth in [0, 1]")
+            raise ConfigError(
+                "sweep.depths", "is empty; give at least one depth in [0, 1]"
+            )
         bad = [d for d in depths if not 0.0 <= d <= 1.0]
         if bad:
-            raise ConfigError("sweep.depths", f"depths must lie in [0, 1], got {bad[0]}")
+            raise ConfigError(
+                "sweep.depths", f"depths must lie in [0, 1], got {bad[0]}"
+            )
         if len(set(depths)) != len(depths):
             raise ConfigError("sweep.depths", f"has duplicates: {depths}")
         if self.samples <= 0:
@@ -241,9 +291,14 @@ class CorpusConfig:
 
     def validate(self) -> None:
         if self.source not in ("pydoc", "files"):
-            raise ConfigError("corpus.source", f"unknown source '{self.source}'; use pydoc or files")
+            raise ConfigError(
+                "corpus.source", f"unknown source '{self.source}'; use pydoc or files"
+            )
         if self.source == "files" and not self.paths:
-            raise ConfigError("corpus.paths", "corpus=files needs corpus.paths=[/path/to/text.txt,...]")
+            raise ConfigError(
+                "corpus.paths",
+                "corpus=files needs corpus.paths=[/path/to/text.txt,...]",
+            )
 
 
 @dataclass
@@ -260,7 +315,14 @@ class Settings:
     results_dir: str = "results"
 
     def validate(self) -> None:
-        for part in (self.model, self.backend, self.scaling, self.task, self.sweep, self.corpus):
+        for part in (
+            self.model,
+            self.backend,
+            self.scaling,
+            self.task,
+            self.sweep,
+            self.corpus,
+        ):
             part.validate()
 
 

@@ -22,7 +22,11 @@ class Corpus:
     sha256: str
 
     def provenance(self) -> dict:
-        return {"source": self.source, "sha256": self.sha256, "characters": len(self.text)}
+        return {
+            "source": self.source,
+            "sha256": self.sha256,
+            "characters": len(self.text),
+        }
 
 
 def load_corpus(cfg: CorpusConfig) -> Corpus:
@@ -46,11 +50,15 @@ def _read_text_file(path: Path) -> str:
         raise CorpusError(f"corpus.paths: '{path}' is not a readable file")
     data = path.read_bytes()
     if b"\x00" in data:
-        raise CorpusError(f"corpus.paths: '{path}' looks binary (it contains NUL bytes); give a UTF-8 text file")
+        raise CorpusError(
+            f"corpus.paths: '{path}' looks binary (it contains NUL bytes); give a UTF-8 text file"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise CorpusError(f"corpus.paths: '{path}' is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise CorpusError(
+            f"corpus.paths: '{path}' is not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from None
     if not text.strip():
         raise CorpusError(f"corpus.paths: '{path}' is empty")
     return text

@@ -34,7 +34,10 @@ def resolve_model_path(cfg: ModelConfig) -> Path:
     with path.open("rb") as handle:
         magic = handle.read(4)
     if magic != GGUF_MAGIC:
-        raise ConfigError(key, f"'{path}' is not a GGUF file (it starts with {magic!r}, not {GGUF_MAGIC!r})")
+        raise ConfigError(
+            key,
+            f"'{path}' is not a GGUF file (it starts with {magic!r}, not {GGUF_MAGIC!r})",
+        )
     return path
 
 

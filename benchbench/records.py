@@ -46,7 +46,9 @@ class Manifest:
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.content, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(
+            json.dumps(self.content, indent=2, default=str) + "\n", encoding="utf-8"
+        )
         os.replace(tmp, self.path)
 
 

@@ -17,7 +17,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from benchbench.backends.base import Backend
-from benchbench.backends.llama_cpp import LlamaCppBackend, check_model_matches, read_rope_info
+from benchbench.backends.llama_cpp import (
+    LlamaCppBackend,
+    check_model_matches,
+    read_rope_info,
+)
 from benchbench.config import Settings
 from benchbench.corpus import Corpus, load_corpus
 from benchbench.errors import BenchError, ConfigError
@@ -53,7 +57,9 @@ def tokenize_corpus(backend: Backend, corpus: Corpus) -> CorpusTokens:
     boundaries = sentence_boundaries(backend, tokens)
     newline_ids = {t for t in set(tokens) if backend.detokenize([t]).endswith("\n")}
     starts = [i + 1 for i, t in enumerate(tokens) if t in newline_ids]
-    return CorpusTokens(tokens=tokens, boundaries=boundaries, paragraph_starts=[0] + starts)
+    return CorpusTokens(
+        tokens=tokens, boundaries=boundaries, paragraph_starts=[0] + starts
+    )
 
 
 def versions() -> dict:
@@ -66,7 +72,9 @@ def versions() -> dict:
     }
 
 
-def run(settings: Settings, run_dir: Path, resolved_config: dict, choices: dict) -> pd.DataFrame:
+def run(
+    settings: Settings, run_dir: Path, resolved_config: dict, choices: dict
+) -> pd.DataFrame:
     """Measure the sweep described by ``settings`` into ``run_dir``; return its records."""
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(
@@ -109,14 +117,18 @@ def _measure(settings: Settings, run_dir: Path, manifest: Manifest) -> pd.DataFr
     # everything that reads files comes before the model is loaded
     model_path = resolve_model_path(settings.model)
     rope, metadata = read_rope_info(model_path)
-    check_model_matches(rope, settings.model.trained_context_length, settings.model.rope_theta)
+    check_model_matches(
+        rope, settings.model.trained_context_length, settings.model.rope_theta
+    )
     tasks = build_tasks(settings)
     corpus = load_corpus(settings.corpus)
 
     log.info("hashing %s", model_path.name)
     model_sha256 = file_sha256(model_path)
     log.info("loading %s into llama.cpp with n_ctx=%d", model_path.name, n_ctx)
-    backend = LlamaCppBackend(model_path, rope, settings.backend, settings.scaling, n_ctx)
+    backend = LlamaCppBackend(
+        model_path, rope, settings.backend, settings.scaling, n_ctx
+    )
     try:
         corpus_tokens = tokenize_corpus(backend, corpus)
         for task in tasks:
@@ -159,13 +171,23 @@ def _measure(settings: Settings, run_dir: Path, manifest: Manifest) -> pd.DataFr
     return read_records(run_dir)
 
 
-def _run_cells(plan, backend: Backend, run_dir: Path, common: dict, manifest: Manifest) -> None:
+def _run_cells(
+    plan, backend: Backend, run_dir: Path, common: dict, manifest: Manifest
+) -> None:
     # progress is weighted by tokens, since a cell's cost grows with its length
     total_tokens = sum(cell.context_length for _, cell in plan)
-    bar = tqdm(total=total_tokens, unit="tok", unit_scale=True, desc="measuring", dynamic_ncols=True)
+    bar = tqdm(
+        total=total_tokens,
+        unit="tok",
+        unit_scale=True,
+        desc="measuring",
+        dynamic_ncols=True,
+    )
     with RecordWriter(run_dir / RECORDS) as writer, bar:
         for done, (task, cell) in enumerate(plan, start=1):
-            bar.set_postfix_str(f"cell {done}/{len(plan)} {cell.task} @ {cell.context_length}")
+            bar.set_postfix_str(
+                f"cell {done}/{len(plan)} {cell.task} @ {cell.context_length}"
+            )
             started = time.perf_counter()
             measurements = task.run(cell, backend)
             seconds = time.perf_counter() - started

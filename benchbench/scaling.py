@@ -18,7 +18,6 @@ Any llama.cpp parameter the config leaves unset is passed as llama.cpp's own
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import llama_cpp
 
@@ -69,10 +68,14 @@ def llama_cpp_params(scaling: ScalingConfig, rope: RopeInfo) -> dict:
         params["rope_freq_scale"] = 1.0 / s
     elif scaling.method == "ntk":
         params["rope_scaling_type"] = llama_cpp.LLAMA_ROPE_SCALING_TYPE_NONE
-        params["rope_freq_base"] = ntk_rope_theta(rope.rope_theta, s, rope.rope_dimensions)
+        params["rope_freq_base"] = ntk_rope_theta(
+            rope.rope_theta, s, rope.rope_dimensions
+        )
     elif scaling.method == "yarn":
         default = yarn_attention_factor(s)
-        if scaling.attention_factor is not None and not math.isclose(scaling.attention_factor, default, rel_tol=1e-6):
+        if scaling.attention_factor is not None and not math.isclose(
+            scaling.attention_factor, default, rel_tol=1e-6
+        ):
             # llama.cpp recomputes the magnitude scale from the factor and
             # ignores any value passed in, so a custom one cannot be honoured
             raise ConfigError(
@@ -87,7 +90,9 @@ def llama_cpp_params(scaling: ScalingConfig, rope: RopeInfo) -> dict:
             params["yarn_beta_fast"] = float(scaling.beta_fast)
         if scaling.beta_slow is not None:
             params["yarn_beta_slow"] = float(scaling.beta_slow)
-        params["yarn_orig_ctx"] = scaling.original_context_length or rope.trained_context_length
+        params["yarn_orig_ctx"] = (
+            scaling.original_context_length or rope.trained_context_length
+        )
     return params
 
 
@@ -96,15 +101,24 @@ def expected_rope(scaling: ScalingConfig, rope: RopeInfo) -> dict:
     if scaling.method == "none":
         return {"freq_base": rope.rope_theta, "freq_scale": rope.freq_scale_train}
     if scaling.method == "ntk":
-        return {"freq_base": ntk_rope_theta(rope.rope_theta, scaling.factor, rope.rope_dimensions), "freq_scale": 1.0}
+        return {
+            "freq_base": ntk_rope_theta(
+                rope.rope_theta, scaling.factor, rope.rope_dimensions
+            ),
+            "freq_scale": 1.0,
+        }
     return {"freq_base": rope.rope_theta, "freq_scale": 1.0 / scaling.factor}
 
 
-def describe(scaling: ScalingConfig, rope: Optional[RopeInfo] = None) -> dict:
+def describe(scaling: ScalingConfig, rope: RopeInfo | None = None) -> dict:
     """A flat summary of the method for records and tables."""
     summary = {"method": scaling.method, "factor": scaling.factor}
     if scaling.method == "yarn":
-        summary["attention_factor"] = scaling.attention_factor or yarn_attention_factor(scaling.factor)
+        summary["attention_factor"] = scaling.attention_factor or yarn_attention_factor(
+            scaling.factor
+        )
     if rope is not None:
-        summary["original_context_length"] = scaling.original_context_length or rope.trained_context_length
+        summary["original_context_length"] = (
+            scaling.original_context_length or rope.trained_context_length
+        )
     return summary

@@ -16,12 +16,23 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     retrieval = records[records.metric == "exact_match"]
     for (task, length), group in retrieval.groupby(["task", "context_length"]):
-        rows.append((task, "exact_match", length, f"{group.value.mean():.2f} (n={len(group)})"))
+        rows.append(
+            (task, "exact_match", length, f"{group.value.mean():.2f} (n={len(group)})")
+        )
     nll = records[records.metric == "nll"]
     for (task, length), group in nll.groupby(["task", "context_length"]):
         tokens = int(group.scored_tokens.sum())
-        rows.append((task, "perplexity", length, f"{math.exp(group.value.sum() / tokens):.2f} ({tokens} tok)"))
+        rows.append(
+            (
+                task,
+                "perplexity",
+                length,
+                f"{math.exp(group.value.sum() / tokens):.2f} ({tokens} tok)",
+            )
+        )
 
     table = pd.DataFrame(rows, columns=["task", "metric", "context_length", "cell"])
-    table = table.pivot(index=["task", "metric"], columns="context_length", values="cell")
+    table = table.pivot(
+        index=["task", "metric"], columns="context_length", values="cell"
+    )
     return table.fillna("-")

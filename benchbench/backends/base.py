@@ -9,7 +9,6 @@ fixed when it is constructed.
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -45,7 +44,7 @@ class Backend(ABC):
 
     @property
     @abstractmethod
-    def bos_token_id(self) -> Optional[int]:
+    def bos_token_id(self) -> int | None:
         """The model's beginning-of-sequence token, if it has one."""
 
     @property
@@ -61,16 +60,19 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def generate(self, tokens: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()) -> Generation:
+    def generate(
+        self, tokens: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()
+    ) -> Generation:
         """Greedy (argmax) continuation of ``tokens``."""
 
     @abstractmethod
-    def chat_template(self) -> Optional[str]:
+    def chat_template(self) -> str | None:
         """The chat template stored with the model, if any (Jinja2 source)."""
 
     @abstractmethod
     def provenance(self) -> dict:
         """Versions and effective settings to record in the run manifest."""
 
+    @abstractmethod
     def close(self) -> None:
         """Release the model; the backend is unusable afterwards."""

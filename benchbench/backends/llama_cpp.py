@@ -13,7 +13,6 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 import llama_cpp
 import numpy as np
@@ -44,7 +43,9 @@ def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
     try:
         vocab = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
     except ValueError:
-        raise BackendError(f"llama.cpp could not read '{model_path}': {_last_error()}") from None
+        raise BackendError(
+            f"llama.cpp could not read '{model_path}': {_last_error()}"
+        ) from None
     metadata = dict(vocab.metadata)
     vocab.close()
 
@@ -66,11 +67,13 @@ def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
 
 def _last_error() -> str:
     lines = [line.strip() for line in _log_lines if line.strip()]
-    errors = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
+    errors = [
+        line for line in lines if "error" in line.lower() or "failed" in line.lower()
+    ]
     return (errors or lines or ["no message from llama.cpp"])[-1]
 
 
-def _logged_value(name: str) -> Optional[float]:
+def _logged_value(name: str) -> float | None:
     """The last ``name = value`` that llama.cpp logged while creating a context."""
     pattern = re.compile(rf"\b{name}\s+=\s+([-+0-9.eE]+)")
     for line in reversed(_log_lines):
@@ -86,7 +89,12 @@ class LlamaCppBackend(Backend):
     name = "llama_cpp"
 
     def __init__(
-        self, model_path: Path, rope: RopeInfo, cfg: BackendConfig, scaling: ScalingConfig, n_ctx: int
+        self,
+        model_path: Path,
+        rope: RopeInfo,
+        cfg: BackendConfig,
+        scaling: ScalingConfig,
+        n_ctx: int,
     ):
         self.n_ctx = n_ctx
         self._rope_params = llama_cpp_params(scaling, rope)
@@ -108,7 +116,9 @@ class LlamaCppBackend(Backend):
                 **self._rope_params,
             )
         except ValueError:
-            raise BackendError(f"llama.cpp could not load '{model_path}': {_last_error()}") from None
+            raise BackendError(
+                f"llama.cpp could not load '{model_path}': {_last_error()}"
+            ) from None
 
         self._ctx = self._llm.ctx
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
@@ -120,7 +130,11 @@ class LlamaCppBackend(Backend):
             "freq_base": _logged_value("freq_base"),
             "freq_scale": _logged_value("freq_scale"),
         }
-        self._settings = {"n_batch": n_batch, "n_ubatch": min(cfg.n_ubatch, n_batch), "n_threads": threads}
+        self._settings = {
+            "n_batch": n_batch,
+            "n_ubatch": min(cfg.n_ubatch, n_batch),
+            "n_threads": threads,
+        }
         self._settings.update(n_gpu_layers=cfg.n_gpu_layers, flash_attn=cfg.flash_attn)
         self._check_rope(expected_rope(scaling, rope))
 
@@ -130,9 +144,15 @@ class LlamaCppBackend(Backend):
         for key, want in expected.items():
             got = self._effective[key]
             if got is None:
-                raise BackendError(f"llama.cpp did not report its {key}; cannot confirm the RoPE scaling")
-            if not math.isclose(got, want, rel_tol=1e-5, abs_tol=0.05 if key == "freq_base" else 1e-6):
-                raise BackendError(f"llama.cpp applied {key}={got} but the scaling config asks for {want}")
+                raise BackendError(
+                    f"llama.cpp did not report its {key}; cannot confirm the RoPE scaling"
+                )
+            if not math.isclose(
+                got, want, rel_tol=1e-5, abs_tol=0.05 if key == "freq_base" else 1e-6
+            ):
+                raise BackendError(
+                    f"llama.cpp applied {key}={got} but the scaling config asks for {want}"
+                )
 
     # tokens
 
@@ -143,7 +163,7 @@ class LlamaCppBackend(Backend):
         return self._llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
 
     @property
-    def bos_token_id(self) -> Optional[int]:
+    def bos_token_id(self) -> int | None:
         bos = self._llm.token_bos()
         return bos if bos >= 0 else None
 
@@ -151,16 +171,20 @@ class LlamaCppBackend(Backend):
     def adds_bos(self) -> bool:
         return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
 
-    def chat_template(self) -> Optional[str]:
+    def chat_template(self) -> str | None:
         return self._llm.metadata.get("tokenizer.chat_template")
 
     # forward passes
 
     def _check_fits(self, n_tokens: int) -> None:
         if n_tokens > self.n_ctx:
-            raise BackendError(f"{n_tokens} tokens do not fit the context of {self.n_ctx}; raise backend.n_ctx")
+            raise BackendError(
+                f"{n_tokens} tokens do not fit the context of {self.n_ctx}; raise backend.n_ctx"
+            )
 
-    def _decode(self, tokens: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
+    def _decode(
+        self, tokens: Sequence[int], start: int, all_logits: bool
+    ) -> np.ndarray:
         """Feed ``tokens`` at positions ``start...`` and yield their logit rows.
 
         Yields ``(offset, rows)`` per batch, rows of shape (tokens, n_vocab); with
@@ -180,12 +204,19 @@ class LlamaCppBackend(Backend):
                 batch.logits[j] = all_logits or (last_chunk and j == len(chunk) - 1)
             batch.n_tokens = len(chunk)
             if llama_cpp.llama_decode(self._ctx, batch) != 0:
-                raise BackendError(f"llama_decode failed at position {start + begin}: {_last_error()}")
+                raise BackendError(
+                    f"llama_decode failed at position {start + begin}: {_last_error()}"
+                )
             if all_logits:
-                rows = np.ctypeslib.as_array(llama_cpp.llama_get_logits(self._ctx), shape=(len(chunk), self._n_vocab))
+                rows = np.ctypeslib.as_array(
+                    llama_cpp.llama_get_logits(self._ctx),
+                    shape=(len(chunk), self._n_vocab),
+                )
                 yield begin, rows
         if not all_logits:
-            row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
+            row = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,)
+            )
             yield len(tokens) - 1, row[None, :]
 
     def _reset(self) -> None:
@@ -203,12 +234,16 @@ class LlamaCppBackend(Backend):
             n = min(len(rows), len(targets) - begin)
             rows = rows[:n]
             peak = rows.max(axis=1, keepdims=True)
-            log_norm = peak[:, 0] + np.log(np.exp(rows - peak).sum(axis=1, dtype=np.float64))
+            log_norm = peak[:, 0] + np.log(
+                np.exp(rows - peak).sum(axis=1, dtype=np.float64)
+            )
             picked = rows[np.arange(n), targets[begin : begin + n]].astype(np.float64)
             out[begin : begin + n] = picked - log_norm
         return out
 
-    def generate(self, tokens: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()) -> Generation:
+    def generate(
+        self, tokens: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()
+    ) -> Generation:
         tokens = list(tokens)
         self._check_fits(len(tokens) + max_new_tokens)
         self._reset()
@@ -226,7 +261,9 @@ class LlamaCppBackend(Backend):
                 finish = "stop"
                 break
             if len(new) < max_new_tokens:
-                *_, (_, rows) = self._decode([token], len(tokens) + len(new) - 1, all_logits=False)
+                *_, (_, rows) = self._decode(
+                    [token], len(tokens) + len(new) - 1, all_logits=False
+                )
         return Generation(text=self.detokenize(new), tokens=new, finish_reason=finish)
 
     # bookkeeping
@@ -235,7 +272,9 @@ class LlamaCppBackend(Backend):
         return {
             "name": self.name,
             "llama_cpp_python": llama_cpp.__version__,
-            "system_info": llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip(),
+            "system_info": llama_cpp.llama_print_system_info()
+            .decode("utf-8", errors="replace")
+            .strip(),
             "n_ctx_requested": self.n_ctx,
             **self._settings,
             "rope_params": self._rope_params,
@@ -249,12 +288,21 @@ class LlamaCppBackend(Backend):
         self._llm.close()
 
 
-def check_model_matches(rope: RopeInfo, trained_context_length: Optional[int], rope_theta: Optional[float]) -> None:
+def check_model_matches(
+    rope: RopeInfo, trained_context_length: int | None, rope_theta: float | None
+) -> None:
     """Refuse a model file that contradicts what its model config says."""
-    if trained_context_length is not None and trained_context_length != rope.trained_context_length:
+    if (
+        trained_context_length is not None
+        and trained_context_length != rope.trained_context_length
+    ):
         raise ConfigError(
             "model.trained_context_length",
             f"is {trained_context_length} but the GGUF says {rope.trained_context_length}",
         )
-    if rope_theta is not None and not math.isclose(rope_theta, rope.rope_theta, rel_tol=1e-6):
-        raise ConfigError("model.rope_theta", f"is {rope_theta} but the GGUF says {rope.rope_theta}")
+    if rope_theta is not None and not math.isclose(
+        rope_theta, rope.rope_theta, rel_tol=1e-6
+    ):
+        raise ConfigError(
+            "model.rope_theta", f"is {rope_theta} but the GGUF says {rope.rope_theta}"
+        )

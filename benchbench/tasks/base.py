@@ -7,7 +7,6 @@ writes each as a record.
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Optional
 
 from benchbench.backends.base import Backend
 from benchbench.config import SweepConfig
@@ -18,7 +17,7 @@ class Cell:
     task: str
     context_length: int
     # fraction of the haystack before the needle; None for tasks without one
-    depth: Optional[float]
+    depth: float | None
     sample: int
 
 
@@ -46,7 +45,9 @@ class Task(ABC):
     name: str
 
     @abstractmethod
-    def prepare(self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig) -> None:
+    def prepare(
+        self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig
+    ) -> None:
         """Check the sweep against this task and build what every cell shares.
 
         Raises a ``BenchError`` for anything that would fail later, so that no

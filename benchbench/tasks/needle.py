@@ -23,7 +23,11 @@ from benchbench.tasks.retrieval import RetrievalTask
 
 class NeedleTask(RetrievalTask):
     name = "needle"
-    placeholders = {"needle": {"key", "value"}, "question": {"key"}, "answer_prefix": {"key"}}
+    placeholders = {
+        "needle": {"key", "value"},
+        "question": {"key"},
+        "answer_prefix": {"key"},
+    }
     # the answer prefix opens a quote; the value ends where the quote closes
     stop = ('"', "\n")
 
@@ -32,10 +36,14 @@ class NeedleTask(RetrievalTask):
         self.keys = read_lines(self.folder / "keys.txt", "task.needle.template_dir")
         self.values = read_lines(self.folder / "values.txt", "task.needle.template_dir")
 
-    def _prepare_haystack(self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig) -> None:
+    def _prepare_haystack(
+        self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig
+    ) -> None:
         self._corpus = corpus
         longest = max(sweep.context_lengths)
-        self._starts = [p for p in corpus.paragraph_starts if p + longest <= len(corpus.tokens)]
+        self._starts = [
+            p for p in corpus.paragraph_starts if p + longest <= len(corpus.tokens)
+        ]
         if not self._starts:
             raise CorpusError(
                 f"corpus: {len(corpus.tokens)} tokens cannot hold a needle haystack of {longest}; "
@@ -44,14 +52,20 @@ class NeedleTask(RetrievalTask):
 
     def fields(self, cell: Cell) -> dict[str, str]:
         rng = self.rng(cell.context_length, round(cell.depth * 10_000), cell.sample)
-        return {"key": str(rng.choice(self.keys)), "value": str(rng.choice(self.values))}
+        return {
+            "key": str(rng.choice(self.keys)),
+            "value": str(rng.choice(self.values)),
+        }
 
     def haystack(self, cell: Cell) -> tuple[list[int], list[int]]:
         # one start per sample, shared by every length and depth of that sample
         start = self._starts[int(self.rng(cell.sample).integers(len(self._starts)))]
         corpus = self._corpus
         end = start + cell.context_length
-        lo, hi = bisect_left(corpus.boundaries, start), bisect_right(corpus.boundaries, end)
+        lo, hi = (
+            bisect_left(corpus.boundaries, start),
+            bisect_right(corpus.boundaries, end),
+        )
         bounds = [b - start for b in corpus.boundaries[lo:hi]]
         return corpus.tokens[start:end], bounds
 

@@ -28,17 +28,23 @@ class PasskeyTask(RetrievalTask):
         super().__init__(cfg, seed, root)
         filler = self.folder / "filler.txt"
         if not filler.is_file() or not filler.read_text(encoding="utf-8").strip():
-            raise ConfigError("task.passkey.template_dir", f"'{filler}' is missing or empty")
+            raise ConfigError(
+                "task.passkey.template_dir", f"'{filler}' is missing or empty"
+            )
         self.filler = filler.read_text(encoding="utf-8")
 
-    def _prepare_haystack(self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig) -> None:
+    def _prepare_haystack(
+        self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig
+    ) -> None:
         # one filler unit, repeated as token ids: the pieces start with a space,
         # so joining their ids equals tokenizing the joined text
         unit = backend.tokenize(self.filler)
         repeats = math.ceil(max(sweep.context_lengths) / len(unit)) + 1
         self._tokens = unit * repeats
         unit_bounds = sentence_boundaries(backend, unit)[1:]
-        self._boundaries = [0] + [i * len(unit) + b for i in range(repeats) for b in unit_bounds]
+        self._boundaries = [0] + [
+            i * len(unit) + b for i in range(repeats) for b in unit_bounds
+        ]
 
     def fields(self, cell: Cell) -> dict[str, str]:
         rng = self.rng(cell.context_length, round(cell.depth * 10_000), cell.sample)

@@ -6,8 +6,11 @@ Measures how well a model predicts each token of the corpus given up to
 starts ``w * stride`` text tokens into the corpus; every target token is scored
 exactly once: the first window scores all of its tokens, each later window only
 the ones the previous window did not reach (the sliding-window evaluation of
-Press et al. 2021 and of the Hugging Face perplexity guide). Without a BOS the
-first token of the corpus has no context and is not scored.
+Press et al. 2021 and of the Hugging Face perplexity guide). The default stride,
+``context_length - 1``, makes each window score ``context_length - 1`` new
+tokens: with a BOS the windows just touch; without one they overlap by the one
+token that gives the first target its context. Without a BOS the very first
+token of the corpus has no context and is not scored.
 
 Perplexity = exp(total NLL / scored tokens), in nats. Each window is written as
 one ``nll`` record (summed NLL, with ``scored_tokens``) and one ``perplexity``
@@ -40,12 +43,19 @@ class PerplexityTask(Task):
             for window in range(self.cfg.windows)
         ]
 
-    def prepare(self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig) -> None:
+    def prepare(
+        self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig
+    ) -> None:
         bos = backend.bos_token_id
         policy = self.cfg.bos
         if policy == "always" and bos is None:
-            raise ConfigError("task.perplexity.bos", "the model has no BOS token; use bos=never or bos=model")
-        self._use_bos = bos is not None and (policy == "always" or (policy == "model" and backend.adds_bos))
+            raise ConfigError(
+                "task.perplexity.bos",
+                "the model has no BOS token; use bos=never or bos=model",
+            )
+        self._use_bos = bos is not None and (
+            policy == "always" or (policy == "model" and backend.adds_bos)
+        )
         self._bos = bos
         self._corpus = corpus.tokens
 
@@ -53,11 +63,14 @@ class PerplexityTask(Task):
             text_tokens = length - self._use_bos
             stride = self.stride(length)
             if text_tokens < 2:
-                raise ConfigError("sweep.context_lengths", f"{length} tokens are too few to score perplexity")
-            if stride > text_tokens:
+                raise ConfigError(
+                    "sweep.context_lengths",
+                    f"{length} tokens are too few to score perplexity",
+                )
+            if stride > length - 1:
                 raise ConfigError(
                     "task.perplexity.stride",
-                    f"{stride} skips tokens at context_length {length}; use at most {text_tokens} or null",
+                    f"{stride} skips tokens at context_length {length}; use at most {length - 1} or null",
                 )
             needed = (self.cfg.windows - 1) * stride + text_tokens
             if needed > len(self._corpus):
@@ -68,15 +81,17 @@ class PerplexityTask(Task):
                 )
 
     def stride(self, length: int) -> int:
-        """Text tokens between window starts; by default windows just touch."""
-        return self.cfg.stride or (length - self._use_bos)
+        """Text tokens between window starts: the new targets each window scores."""
+        return self.cfg.stride or (length - 1)
 
     def run(self, cell: Cell, backend: Backend) -> list[Measurement]:
         length, window = cell.context_length, cell.sample
         text_tokens = length - self._use_bos
         stride = self.stride(length)
         start = window * stride
-        sequence = [self._bos] * self._use_bos + self._corpus[start : start + text_tokens]
+        sequence = [self._bos] * self._use_bos + self._corpus[
+            start : start + text_tokens
+        ]
         assert len(sequence) == length
 
         started = time.perf_counter()
@@ -101,5 +116,7 @@ class PerplexityTask(Task):
         }
         return [
             Measurement("nll", nll, length, details),
-            Measurement("perplexity", math.exp(nll / scored.size), length, dict(details)),
+            Measurement(
+                "perplexity", math.exp(nll / scored.size), length, dict(details)
+            ),
         ]

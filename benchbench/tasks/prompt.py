@@ -40,7 +40,13 @@ class PromptTemplate:
     sha256: str
 
     @classmethod
-    def load(cls, folder: Path, prompt_format: str, placeholders: dict[str, set[str]], key: str):
+    def load(
+        cls,
+        folder: Path,
+        prompt_format: str,
+        placeholders: dict[str, set[str]],
+        key: str,
+    ):
         """Read ``<piece>.txt`` files and check each has its placeholders.
 
         ``placeholders`` maps a piece name to the fields it must use; ``key`` is
@@ -58,10 +64,14 @@ class PromptTemplate:
             fields = {name for _, name, _, _ in string.Formatter().parse(text) if name}
             missing = placeholders.get(piece, set()) - fields
             if missing:
-                raise ConfigError(key, f"{path} lacks the placeholder {{{sorted(missing)[0]}}}")
+                raise ConfigError(
+                    key, f"{path} lacks the placeholder {{{sorted(missing)[0]}}}"
+                )
             extra = fields - placeholders.get(piece, set())
             if extra:
-                raise ConfigError(key, f"{path} has an unknown placeholder {{{sorted(extra)[0]}}}")
+                raise ConfigError(
+                    key, f"{path} has an unknown placeholder {{{sorted(extra)[0]}}}"
+                )
             texts[piece] = text
             digest.update(piece.encode() + b"\0" + text.encode() + b"\0")
         return cls(**texts, prompt_format=prompt_format, sha256=digest.hexdigest())
@@ -96,7 +106,9 @@ def sentence_boundaries(backend: Backend, haystack: Sequence[int]) -> list[int]:
 class PromptBuilder:
     """Builds prompts of exact length for one template on one backend."""
 
-    def __init__(self, backend: Backend, template: PromptTemplate, bos_policy: str = "model"):
+    def __init__(
+        self, backend: Backend, template: PromptTemplate, bos_policy: str = "model"
+    ):
         self.backend = backend
         self.template = template
         self._prefix, self._suffix = self._frame(bos_policy)
@@ -105,16 +117,23 @@ class PromptBuilder:
         """Tokens before the instruction and between the question and the answer."""
         backend = self.backend
         bos = backend.bos_token_id
-        want_bos = bos is not None and (bos_policy == "always" or (bos_policy == "model" and backend.adds_bos))
+        want_bos = bos is not None and (
+            bos_policy == "always" or (bos_policy == "model" and backend.adds_bos)
+        )
         if self.template.prompt_format == "completion":
             return ([bos] if want_bos else []), []
 
         template = backend.chat_template()
         if not template:
-            raise ConfigError("prompt_format", "the model file has no chat template; use prompt_format=completion")
+            raise ConfigError(
+                "prompt_format",
+                "the model file has no chat template; use prompt_format=completion",
+            )
         marker = "\x00USER\x00"
         bos_text = backend.detokenize([bos]) if bos is not None else ""
-        formatter = Jinja2ChatFormatter(template, eos_token="", bos_token=bos_text, add_generation_prompt=True)
+        formatter = Jinja2ChatFormatter(
+            template, eos_token="", bos_token=bos_text, add_generation_prompt=True
+        )
         rendered = formatter(messages=[{"role": "user", "content": marker}]).prompt
         before, after = rendered.split(marker)
         prefix = backend.tokenize(before, special=True)
@@ -154,7 +173,14 @@ class PromptBuilder:
         ``boundaries`` are its sentence boundaries (see ``sentence_boundaries``).
         """
         prefix, instruction, needle, question, suffix, answer = self._pieces(fields)
-        budget = prompt_tokens - (len(prefix) + len(instruction) + len(needle) + len(question) + len(suffix) + len(answer))
+        budget = prompt_tokens - (
+            len(prefix)
+            + len(instruction)
+            + len(needle)
+            + len(question)
+            + len(suffix)
+            + len(answer)
+        )
         if budget < 0:
             raise ConfigError(
                 length_key,
@@ -163,17 +189,26 @@ class PromptBuilder:
         assert len(haystack) >= budget, "caller must supply a long enough haystack"
 
         cut = _closest_boundary(boundaries, round(depth * budget), budget)
-        tokens = prefix + instruction + list(haystack[:cut]) + needle + list(haystack[cut:budget]) + question
+        tokens = (
+            prefix
+            + instruction
+            + list(haystack[:cut])
+            + needle
+            + list(haystack[cut:budget])
+            + question
+        )
         tokens += suffix + answer
         assert len(tokens) == prompt_tokens
         depth_actual = cut / budget if budget else depth
-        return Prompt(tokens, len(prefix) + len(instruction) + cut, budget, depth_actual)
+        return Prompt(
+            tokens, len(prefix) + len(instruction) + cut, budget, depth_actual
+        )
 
 
 def _closest_boundary(boundaries: Sequence[int], target: int, limit: int) -> int:
+    # the haystack may end mid-sentence, so the limit itself is no boundary
+    # unless a sentence ends there; 0 (right after the instruction) always is
     usable = [b for b in boundaries if b <= limit] or [0]
-    if limit not in usable:
-        usable.append(limit)
     return min(usable, key=lambda b: (abs(b - target), b))
 
 
@@ -181,7 +216,11 @@ def read_lines(path: Path, key: str) -> list[str]:
     """Non-empty lines of a word-list file."""
     if not path.is_file():
         raise ConfigError(key, f"'{path}' does not exist")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [
+        line.strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     if not lines:
         raise ConfigError(key, f"'{path}' is empty")
     return lines

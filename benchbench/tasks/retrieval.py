@@ -32,7 +32,10 @@ class RetrievalTask(Task):
         self.seed = seed
         self.folder = root / cfg.template_dir
         self.template = PromptTemplate.load(
-            self.folder, cfg.prompt_format, self.placeholders, key=f"task.{self.name}.template_dir"
+            self.folder,
+            cfg.prompt_format,
+            self.placeholders,
+            key=f"task.{self.name}.template_dir",
         )
         self._prompts: dict[Cell, tuple[Prompt, dict]] = {}
 
@@ -68,7 +71,9 @@ class RetrievalTask(Task):
             for depth in sweep.depths
         ]
 
-    def prepare(self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig) -> None:
+    def prepare(
+        self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig
+    ) -> None:
         self.builder = PromptBuilder(backend, self.template)
         self._prepare_haystack(backend, corpus, sweep)
 
@@ -84,16 +89,26 @@ class RetrievalTask(Task):
                 )
             fields = self.fields(cell)
             tokens, boundaries = self.haystack(cell)
-            prompt = self.builder.build(tokens, boundaries, fields, cell.context_length - answer_budget, cell.depth)
+            prompt = self.builder.build(
+                tokens,
+                boundaries,
+                fields,
+                cell.context_length - answer_budget,
+                cell.depth,
+            )
             self._prompts[cell] = (prompt, fields)
 
-    def _prepare_haystack(self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig) -> None:
+    def _prepare_haystack(
+        self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig
+    ) -> None:
         """Hook for tasks that build their haystack once per run."""
 
     def run(self, cell: Cell, backend: Backend) -> list[Measurement]:
         prompt, fields = self._prompts[cell]
         started = time.perf_counter()
-        generation = backend.generate(prompt.tokens, self.cfg.max_new_tokens, stop=self.stop)
+        generation = backend.generate(
+            prompt.tokens, self.cfg.max_new_tokens, stop=self.stop
+        )
         correct = self.is_correct(generation.text, fields)
         details = {
             "seconds": time.perf_counter() - started,

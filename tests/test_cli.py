@@ -1,0 +1,161 @@
+"""``python -m benchbench`` as a user runs it: the real model, the table, the run directory."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def benchbench(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchbench",
+        f"results_dir={tmp_path / 'results'}",
+        *overrides,
+    ]
+    return subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def run_dirs(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "results").glob("*/"))
+
+
+@pytest.mark.slow
+def test_smoke_sweep_end_to_end(tmp_path):
+    result = benchbench(tmp_path, "sweep=smoke")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    # the table: one row per task, one column per length
+    assert (
+        "passkey" in result.stdout
+        and "needle" in result.stdout
+        and "perplexity" in result.stdout
+    )
+    assert "256" in result.stdout and "512" in result.stdout
+
+    (run_dir,) = run_dirs(tmp_path)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert (
+        manifest["cells_done"] == manifest["cells_planned"] == 2 * (2 * 2 + 2 * 2 + 2)
+    )
+    assert len(manifest["model"]["sha256"]) == 64
+    assert manifest["corpus"]["source"].startswith("pydoc_data.topics")
+    assert manifest["backend"]["rope_effective"]["freq_base"] == 100000.0
+
+    records = pd.read_json(run_dir / "records.jsonl", lines=True)
+    for column in (
+        "model",
+        "backend",
+        "encoding",
+        "scaling",
+        "task",
+        "context_length",
+        "depth",
+        "sample",
+        "metric",
+        "value",
+        "prompt_tokens",
+        "seconds",
+    ):
+        assert column in records.columns, column
+    retrieval = records[records.metric == "exact_match"]
+    # lengths are exact: prompt plus answer budget fills the context length
+    assert (
+        retrieval.prompt_tokens + retrieval.max_new_tokens == retrieval.context_length
+    ).all()
+    # SmolLM2-135M finds a passkey in a few hundred tokens of filler
+    passkey = retrieval[retrieval.task == "passkey"]
+    assert len(passkey) == 8
+    assert passkey.value.mean() >= 0.75, passkey[
+        ["context_length", "depth", "target", "output"]
+    ]
+
+    nll = records[(records.task == "perplexity") & (records.metric == "nll")]
+    # two windows per length, each scoring context_length - 1 new tokens
+    assert list(nll.scored_tokens) == [255, 255, 511, 511]
+    ppl = records[(records.task == "perplexity") & (records.metric == "perplexity")]
+    assert ppl.value.between(5, 60).all(), ppl.value
+
+
+@pytest.mark.slow
+def test_same_seed_same_prompts_and_scores(tmp_path):
+    args = ("sweep=smoke", "task=[passkey]", "sweep.context_lengths=[256]")
+    first = benchbench(tmp_path / "a", *args)
+    second = benchbench(tmp_path / "b", *args)
+    assert first.returncode == second.returncode == 0
+    a = pd.read_json(run_dirs(tmp_path / "a")[0] / "records.jsonl", lines=True)
+    b = pd.read_json(run_dirs(tmp_path / "b")[0] / "records.jsonl", lines=True)
+    assert list(a.prompt_sha256) == list(b.prompt_sha256)
+    assert list(a.output) == list(b.output)
+
+
+BAD_INPUT = [
+    (["model=gpt5"], "model=gpt5: no such option"),
+    (["scaling=rope9"], "scaling=rope9: no such option"),
+    (["task=[passkey,trivia]"], "task=trivia: no such option"),
+    (["sweep=huge"], "sweep=huge: no such option"),
+    (["scaling.factr=2"], "scaling.factr"),
+    (["scaling=yarn", "scaling.factor=two"], "scaling.factor"),
+    (["sweep.context_lengths=[-512]"], "sweep.context_lengths"),
+    (["sweep.context_lengths=[0]"], "sweep.context_lengths"),
+    (["sweep.context_lengths=[]"], "sweep.context_lengths"),
+    (["sweep.depths=[2.0]"], "sweep.depths"),
+    (["scaling=linear", "scaling.factor=0.5"], "scaling.factor"),
+    (
+        ["scaling=yarn", "scaling.beta_fast=1", "scaling.beta_slow=32"],
+        "scaling.beta_fast",
+    ),
+    (["scaling=yarn", "scaling.attention_factor=1.5"], "scaling.attention_factor"),
+    (["model=llama3"], "model.path"),
+    (["model=llama3", "model.path=/nonexistent/llama.gguf"], "model.path"),
+    (["backend.n_ctx=256"], "backend.n_ctx"),
+    (["corpus=files", "corpus.paths=[/nonexistent.txt]"], "corpus.paths"),
+    (["sweep.context_lengths=[12]", "task=[passkey]"], "sweep.context_lengths"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"), BAD_INPUT, ids=[" ".join(o) for o, _ in BAD_INPUT]
+)
+def test_bad_input_gives_one_line(tmp_path, overrides, message):
+    result = benchbench(tmp_path, "sweep=smoke", *overrides)
+    assert result.returncode == 2, result.stderr
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("benchbench: error:")
+    ]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+    # nothing left behind that could pass for a finished run
+    for run_dir in run_dirs(tmp_path):
+        manifest = run_dir / "manifest.json"
+        if manifest.exists():
+            assert json.loads(manifest.read_text())["status"] == "failed"
+        assert not (run_dir / "records.jsonl").exists()
+
+
+def test_model_path_that_is_a_directory_or_not_gguf(tmp_path):
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_bytes(b"PK\x03\x04 this is a zip")
+    for path, message in [
+        (tmp_path, "is a directory"),
+        (not_gguf, "is not a GGUF file"),
+    ]:
+        result = benchbench(
+            tmp_path, "sweep=smoke", "model=llama3", f"model.path={path}"
+        )
+        assert result.returncode == 2
+        assert message in result.stderr and "Traceback" not in result.stderr

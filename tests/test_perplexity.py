@@ -1,0 +1,113 @@
+"""Perplexity accounting: each token scored once, exp(total NLL / tokens)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from benchbench.backends.base import Backend, Generation
+from benchbench.config import PerplexityConfig, SweepConfig
+from benchbench.errors import ConfigError, CorpusError
+from benchbench.tasks.base import CorpusTokens
+from benchbench.tasks.perplexity import PerplexityTask
+
+
+class TableBackend(Backend):
+    """A fake model whose probability of token t is fixed: p(t) = PROBS[t % 4]."""
+
+    name = "table"
+    n_ctx = 10_000
+    PROBS = (0.5, 0.25, 0.125, 0.125)
+
+    def __init__(self, bos=True):
+        self._bos = bos
+        self.calls = []
+
+    def tokenize(self, text, *, special=False):
+        return [ord(c) for c in text]
+
+    def detokenize(self, tokens):
+        return "".join(map(chr, tokens))
+
+    @property
+    def bos_token_id(self):
+        return 999
+
+    @property
+    def adds_bos(self):
+        return self._bos
+
+    def logprobs(self, tokens):
+        self.calls.append(list(tokens))
+        return np.log([self.PROBS[t % 4] for t in tokens[1:]])
+
+    def generate(self, tokens, max_new_tokens, stop=()):
+        return Generation("", [], "eog")
+
+    def chat_template(self):
+        return None
+
+    def provenance(self):
+        return {}
+
+    def close(self):
+        pass
+
+
+def corpus(n):
+    return CorpusTokens(tokens=list(range(n)), boundaries=[0, n], paragraph_starts=[0])
+
+
+def run_all(task, backend, sweep):
+    task.prepare(backend, corpus(400), sweep)
+    return {cell: task.run(cell, backend) for cell in task.cells(sweep)}
+
+
+@pytest.mark.parametrize("bos", [True, False])
+@pytest.mark.parametrize("stride", [None, 16, 50])
+def test_every_token_scored_once(bos, stride):
+    backend = TableBackend(bos=bos)
+    task = PerplexityTask(PerplexityConfig(windows=4, stride=stride), seed=0)
+    results = run_all(task, backend, SweepConfig(context_lengths=[64], depths=[0.5]))
+    spans = []
+    for nll, ppl in results.values():
+        assert nll.prompt_tokens == ppl.prompt_tokens == 64
+        spans.append((nll.details["first_scored_token"], nll.details["scored_tokens"]))
+    covered = [i for first, n in spans for i in range(first, first + n)]
+    assert len(covered) == len(set(covered)), "a token was scored twice"
+    first = 0 if bos else 1
+    text_per_window = 64 - bos
+    step = stride or 63  # the default stride is context_length - 1
+    assert covered == list(range(first, 3 * step + text_per_window))
+    # every call is exactly context_length tokens, with the BOS when asked for
+    assert all(len(call) == 64 for call in backend.calls)
+    assert all((call[0] == 999) == bos for call in backend.calls)
+
+
+def test_known_distribution_gives_known_perplexity():
+    # tokens 0..127 cycle through probabilities 1/2, 1/4, 1/8, 1/8 (BOS 999 is
+    # context, not a target): mean NLL = (1 + 2 + 3 + 3) / 4 ln 2 = 2.25 ln 2,
+    # so perplexity = 2^2.25
+    backend = TableBackend(bos=True)
+    task = PerplexityTask(PerplexityConfig(windows=1), seed=0)
+    sweep = SweepConfig(context_lengths=[129], depths=[0.5])
+    ((nll, ppl),) = run_all(task, backend, sweep).values()
+    assert nll.details["scored_tokens"] == 128
+    assert nll.value == pytest.approx(128 * 2.25 * math.log(2))
+    assert ppl.value == pytest.approx(2**2.25)
+
+
+def test_stride_that_skips_tokens_is_refused():
+    task = PerplexityTask(PerplexityConfig(windows=2, stride=100), seed=0)
+    with pytest.raises(ConfigError, match="task.perplexity.stride"):
+        task.prepare(
+            TableBackend(), corpus(400), SweepConfig(context_lengths=[64], depths=[0.5])
+        )
+
+
+def test_corpus_too_short_is_refused():
+    task = PerplexityTask(PerplexityConfig(windows=10), seed=0)
+    with pytest.raises(CorpusError, match="task.perplexity.windows"):
+        task.prepare(
+            TableBackend(), corpus(400), SweepConfig(context_lengths=[64], depths=[0.5])
+        )
