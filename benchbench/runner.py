@@ -26,7 +26,7 @@ from benchbench.config import Settings
 from benchbench.corpus import Corpus, load_corpus
 from benchbench.errors import BenchError, ConfigError
 from benchbench.models import file_sha256, resolve_model_path
-from benchbench.records import RECORDS, Manifest, RecordWriter, read_records
+from benchbench.records import MANIFEST, RECORDS, Manifest, RecordWriter, read_records
 from benchbench.scaling import describe
 from benchbench.tasks.base import CorpusTokens, Task
 from benchbench.tasks.needle import NeedleTask
@@ -77,6 +77,9 @@ def run(
 ) -> pd.DataFrame:
     """Measure the sweep described by ``settings`` into ``run_dir``; return its records."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / MANIFEST).exists():
+        # two runs started in the same second would otherwise share records
+        raise BenchError(f"{run_dir} already holds a run; choose another folder with hydra.run.dir=...")
     manifest = Manifest(
         run_dir,
         {
