@@ -6,6 +6,7 @@ exit code (2 for bad input, 130 for Ctrl-C).
 """
 
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -18,8 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchbench import runner
-from benchbench.config import register_schemas, to_settings
-from benchbench.errors import BenchError
+from benchbench.config import Settings, register_schemas, to_settings
+from benchbench.errors import BenchError, ConfigError, RunInterrupted
+from benchbench.records import MANIFEST, read_manifest
 from benchbench.summary import summarize
 
 log = logging.getLogger("benchbench")
@@ -61,22 +63,83 @@ def one_line(err: Exception) -> str:
     return "; ".join(lines) or type(err).__name__
 
 
-def preflight(overrides: list[str]) -> None:
-    """Compose the config once so that bad overrides fail with one line.
+def preflight(overrides: list[str]) -> Settings | None:
+    """Compose and check the config once, so that bad input fails with one line.
 
-    Multirun sweeps (``-m``) and Hydra's own flags are left to Hydra.
+    Returns the settings, or None for multirun sweeps (``-m``) and Hydra's own
+    flags, which are left to Hydra.
     """
     if any(arg.startswith("-") for arg in overrides):
-        return
+        return None
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
         fail(one_line(err))
     try:
-        to_settings(cfg)
+        settings = to_settings(cfg)
+        check_writable(Path(settings.results_dir))
+        if wants_resume(settings):
+            target = resume_target(settings, OmegaConf.to_container(cfg, resolve=True))
+            # Hydra then logs and writes its own files into the resumed run
+            overrides.append(f"hydra.run.dir={target}")
     except BenchError as err:
         fail(str(err))
+    return settings
+
+
+def check_writable(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            "results_dir", f"cannot create '{results_dir}': {err.strerror}"
+        ) from None
+    if not results_dir.is_dir() or not os.access(results_dir, os.W_OK | os.X_OK):
+        raise ConfigError("results_dir", f"'{results_dir}' is not a writable folder")
+
+
+def wants_resume(settings: Settings) -> bool:
+    return settings.resume is not None and settings.resume.lower() not in (
+        "false",
+        "no",
+        "",
+    )
+
+
+def resume_target(settings: Settings, resolved: dict) -> Path:
+    """The run directory that ``resume=...`` points at."""
+    if settings.resume.lower() not in ("true", "yes"):
+        target = Path(settings.resume)
+        if not (target / MANIFEST).is_file():
+            raise ConfigError(
+                "resume",
+                f"'{target}' is not a benchbench run directory (no {MANIFEST})",
+            )
+        return target
+
+    # the newest unfinished run made with this same config
+    candidates = []
+    for path in Path(settings.results_dir).glob(f"*/{MANIFEST}"):
+        try:
+            manifest = read_manifest(path.parent)
+        except BenchError:
+            continue
+        if manifest.get("status") != "complete" and not runner.config_difference(
+            manifest.get("config", {}), resolved
+        ):
+            candidates.append((manifest.get("started_at", ""), path.parent))
+    if not candidates:
+        raise ConfigError(
+            "resume",
+            f"no unfinished run with this config under '{settings.results_dir}'; give its folder: resume=PATH",
+        )
+    return max(candidates)[1]
+
+
+def resume_hint(run_dir: Path) -> str:
+    args = [a for a in sys.argv[1:] if not a.startswith(("resume=", "hydra.run.dir="))]
+    return " ".join(["python -m benchbench", *args, f"resume={run_dir}"])
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -90,24 +153,28 @@ def _job(cfg: DictConfig) -> None:
             run_dir,
             resolved_config=OmegaConf.to_container(cfg, resolve=True),
             choices=dict(hydra_cfg.runtime.choices),
+            resume=wants_resume(settings),
+        )
+    except RunInterrupted as err:
+        fail(f"{err}; resume with: {resume_hint(run_dir)}", EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        fail(
+            f"stopped by Ctrl-C; resume with: {resume_hint(run_dir)}", EXIT_INTERRUPTED
         )
     except BenchError as err:
         fail(str(err))
-    except KeyboardInterrupt:
-        fail(
-            f"interrupted; partial records are in {run_dir} (manifest status: interrupted)",
-            EXIT_INTERRUPTED,
-        )
 
     table = summarize(records)
+    scaling = f"scaling={settings.scaling.method} x{settings.scaling.factor:g}"
     print(
-        f"\n{settings.model.name} | {settings.backend.name} | scaling={settings.scaling.method}",
-        end="",
+        f"\n{settings.model.name} | {settings.backend.name} | {scaling} | records in {run_dir}\n"
     )
-    print(f" x{settings.scaling.factor:g} | records in {run_dir}\n")
     print(table.to_string())
 
 
 def main() -> None:
-    preflight(sys.argv[1:])
+    overrides = sys.argv[1:]
+    preflight(overrides)
+    # Hydra reads the command line itself; a resume adds its run directory
+    sys.argv[1:] = overrides
     _job()

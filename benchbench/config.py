@@ -313,6 +313,9 @@ class Settings:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     seed: int = 1234
     results_dir: str = "results"
+    # continue an unfinished run: true picks the newest one under results_dir
+    # made with this same config; a path names the run directory
+    resume: str | None = None
 
     def validate(self) -> None:
         for part in (

@@ -24,3 +24,11 @@ class BackendError(BenchError):
 
 class CorpusError(BenchError):
     """The text corpus cannot serve the requested lengths."""
+
+
+class RunError(BenchError):
+    """A run directory cannot be written, read back or continued."""
+
+
+class RunInterrupted(BenchError):
+    """The user stopped the run; finished cells are on disk."""

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchbench.errors import RunError
+
 MANIFEST = "manifest.json"
+PROMPTS = "prompts.jsonl"
 RECORDS = "records.jsonl"
 
 
@@ -32,6 +35,19 @@ class Manifest:
         self.path = run_dir / MANIFEST
         self.content = {"status": "running", "started_at": now(), **content}
         self.save()
+
+    @classmethod
+    def reopen(cls, run_dir: Path) -> "Manifest":
+        """Continue the manifest of an earlier, unfinished run."""
+        manifest = cls.__new__(cls)
+        manifest.path = run_dir / MANIFEST
+        manifest.content = read_manifest(run_dir)
+        manifest.content.setdefault("resumed_at", []).append(now())
+        manifest.content["status"] = "running"
+        manifest.content.pop("error", None)
+        manifest.content.pop("finished_at", None)
+        manifest.save()
+        return manifest
 
     def update(self, **fields) -> None:
         self.content.update(fields)
@@ -52,19 +68,42 @@ class Manifest:
         os.replace(tmp, self.path)
 
 
+def read_manifest(run_dir: Path) -> dict:
+    path = run_dir / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(
+            f"{run_dir} holds no {MANIFEST}; it is not a benchbench run"
+        ) from None
+    except json.JSONDecodeError:
+        raise RunError(
+            f"{path} is not valid JSON; the run directory is damaged"
+        ) from None
+
+
 class RecordWriter:
-    """Appends records as JSON lines, each on disk before the next cell starts."""
+    """Appends the records of each finished cell, on disk before the next cell starts.
+
+    A cell's records are written with one ``write`` call and each carries
+    ``cell_id`` and ``cell_records`` (how many records the cell has), so a
+    reader can tell a cell cut short by a crash from a finished one.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self._handle = path.open("a", encoding="utf-8")
         self.count = 0
 
-    def write(self, record: dict) -> None:
-        self._handle.write(json.dumps(record) + "\n")
+    def write_cell(self, cell_id: str, records: list[dict]) -> None:
+        lines = [
+            json.dumps({**r, "cell_id": cell_id, "cell_records": len(records)})
+            for r in records
+        ]
+        self._handle.write("".join(line + "\n" for line in lines))
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        self.count += 1
+        self.count += len(records)
 
     def close(self) -> None:
         self._handle.close()
@@ -76,9 +115,39 @@ class RecordWriter:
         self.close()
 
 
+def load_complete_cells(path: Path) -> list[dict]:
+    """Records of the cells that finished, in file order.
+
+    A run killed mid-write can leave a final line cut short and a cell with
+    fewer records than it announced; both are left out. A malformed line
+    anywhere else means the file was damaged, which is an error.
+    """
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise RunError(
+                f"{path} line {number} is not a JSON record; the file is damaged"
+            ) from None
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record["cell_id"]] = counts.get(record["cell_id"], 0) + 1
+    return [r for r in records if counts[r["cell_id"]] == r["cell_records"]]
+
+
+def rewrite_records(path: Path, records: list[dict]) -> None:
+    """Replace the records file atomically, e.g. to drop an unfinished cell."""
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def read_records(run_dir: Path) -> pd.DataFrame:
     """The records of a run directory as a DataFrame, one row per measurement."""
-    path = run_dir / RECORDS
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    return pd.read_json(path, lines=True)
+    return pd.DataFrame(load_complete_cells(run_dir / RECORDS))

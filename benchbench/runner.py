@@ -6,9 +6,13 @@ records are flushed cell by cell, so that a run either finishes with a
 ``complete`` manifest or says in its manifest why it did not.
 """
 
+import hashlib
+import json
 import logging
 import platform
+import signal
 import sys
+import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -24,9 +28,18 @@ from benchbench.backends.llama_cpp import (
 )
 from benchbench.config import Settings
 from benchbench.corpus import Corpus, load_corpus
-from benchbench.errors import BenchError, ConfigError
+from benchbench.errors import BenchError, ConfigError, RunError, RunInterrupted
 from benchbench.models import file_sha256, resolve_model_path
-from benchbench.records import MANIFEST, RECORDS, Manifest, RecordWriter, read_records
+from benchbench.records import (
+    MANIFEST,
+    PROMPTS,
+    RECORDS,
+    Manifest,
+    RecordWriter,
+    load_complete_cells,
+    read_records,
+    rewrite_records,
+)
 from benchbench.scaling import describe
 from benchbench.tasks.base import CorpusTokens, Task
 from benchbench.tasks.needle import NeedleTask
@@ -62,6 +75,10 @@ def tokenize_corpus(backend: Backend, corpus: Corpus) -> CorpusTokens:
     )
 
 
+def llama_cpp_version() -> str:
+    return version("llama_cpp_python")
+
+
 def versions() -> dict:
     packages = ("llama_cpp_python", "hydra-core", "numpy", "pandas")
     return {
@@ -73,41 +90,89 @@ def versions() -> dict:
 
 
 def run(
-    settings: Settings, run_dir: Path, resolved_config: dict, choices: dict
+    settings: Settings,
+    run_dir: Path,
+    resolved_config: dict,
+    choices: dict,
+    resume: bool = False,
 ) -> pd.DataFrame:
-    """Measure the sweep described by ``settings`` into ``run_dir``; return its records."""
+    """Measure the sweep described by ``settings`` into ``run_dir``; return its records.
+
+    With ``resume``, ``run_dir`` holds an earlier run of the same config: its
+    finished cells are kept and only the others are measured.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / MANIFEST).exists():
+    if resume:
+        manifest = Manifest.reopen(run_dir)
+        difference = config_difference(
+            manifest.content.get("config", {}), resolved_config
+        )
+        if difference:
+            manifest.finish(
+                "interrupted", error="a resume with a different config was refused"
+            )
+            raise RunError(
+                f"resume: the run in {run_dir} was made with a different config ({difference})"
+            )
+    elif (run_dir / MANIFEST).exists():
         # two runs started in the same second would otherwise share records
-        raise BenchError(f"{run_dir} already holds a run; choose another folder with hydra.run.dir=...")
-    manifest = Manifest(
-        run_dir,
-        {
-            "run_id": run_dir.name,
-            "command": ["python", "-m", "benchbench", *sys.argv[1:]],
-            "choices": choices,
-            "config": resolved_config,
-            "seed": settings.seed,
-            "versions": versions(),
-            "records": RECORDS,
-        },
-    )
+        raise RunError(
+            f"{run_dir} already holds a run; choose another folder with hydra.run.dir=..."
+        )
+    else:
+        manifest = Manifest(
+            run_dir,
+            {
+                "run_id": run_dir.name,
+                "command": ["python", "-m", "benchbench", *sys.argv[1:]],
+                "choices": choices,
+                "config": resolved_config,
+                "seed": settings.seed,
+                "versions": versions(),
+                "records": RECORDS,
+                "prompts": PROMPTS,
+            },
+        )
     try:
-        records = _measure(settings, run_dir, manifest)
-    except BenchError as err:
-        manifest.finish("failed", error=str(err))
+        records = _measure(settings, run_dir, manifest, resume)
+    except RunInterrupted as err:
+        manifest.finish("interrupted", error=str(err))
         raise
     except KeyboardInterrupt:
         manifest.finish("interrupted", error="stopped by the user (Ctrl-C)")
         raise
     except Exception as err:
-        manifest.finish("failed", error=f"{type(err).__name__}: {err}")
+        reason = (
+            str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
+        )
+        manifest.finish("failed", error=reason)
         raise
     manifest.finish("complete")
     return records
 
 
-def _measure(settings: Settings, run_dir: Path, manifest: Manifest) -> pd.DataFrame:
+# keys that may differ between a run and its resumption
+RESUME_FREE_KEYS = ("resume", "results_dir")
+
+
+def config_difference(old: dict, new: dict, prefix: str = "") -> str:
+    """The first key at which two resolved configs differ, or "" if they agree."""
+    for key in sorted(set(old) | set(new)):
+        if not prefix and key in RESUME_FREE_KEYS:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = config_difference(a, b, f"{prefix}{key}.")
+            if inner:
+                return inner
+        elif a != b:
+            return f"{prefix}{key}: {a!r} then, {b!r} now"
+    return ""
+
+
+def _measure(
+    settings: Settings, run_dir: Path, manifest: Manifest, resume: bool
+) -> pd.DataFrame:
     sweep = settings.sweep
     longest = max(sweep.context_lengths)
     n_ctx = settings.backend.n_ctx or longest
@@ -128,6 +193,14 @@ def _measure(settings: Settings, run_dir: Path, manifest: Manifest) -> pd.DataFr
 
     log.info("hashing %s", model_path.name)
     model_sha256 = file_sha256(model_path)
+    if (
+        resume
+        and manifest.content.get("model", {}).get("sha256", model_sha256)
+        != model_sha256
+    ):
+        raise RunError(
+            f"resume: {model_path} is not the model file the run in {run_dir} started with"
+        )
     log.info("loading %s into llama.cpp with n_ctx=%d", model_path.name, n_ctx)
     backend = LlamaCppBackend(
         model_path, rope, settings.backend, settings.scaling, n_ctx
@@ -137,6 +210,7 @@ def _measure(settings: Settings, run_dir: Path, manifest: Manifest) -> pd.DataFr
         for task in tasks:
             task.prepare(backend, corpus_tokens, sweep)
         plan = [(task, cell) for task in tasks for cell in task.cells(sweep)]
+        done = _settle_prompts_and_records(run_dir, plan, resume)
 
         manifest.update(
             model={
@@ -155,6 +229,7 @@ def _measure(settings: Settings, run_dir: Path, manifest: Manifest) -> pd.DataFr
             corpus={**corpus.provenance(), "tokens": len(corpus_tokens.tokens)},
             tasks={task.name: task.settings() for task in tasks},
             cells_planned=len(plan),
+            cells_done=len(done),
         )
 
         common = {
@@ -162,53 +237,153 @@ def _measure(settings: Settings, run_dir: Path, manifest: Manifest) -> pd.DataFr
             "model": settings.model.name,
             "model_sha256": model_sha256,
             "backend": backend.name,
+            "backend_version": llama_cpp_version(),
             "encoding": settings.model.encoding,
             "scaling": settings.scaling.method,
             "scaling_factor": settings.scaling.factor,
             "seed": settings.seed,
             "corpus_sha256": corpus.sha256,
         }
-        _run_cells(plan, backend, run_dir, common, manifest)
+        _run_cells(plan, done, backend, run_dir, common, manifest)
     finally:
         backend.close()
     return read_records(run_dir)
 
 
+def _settle_prompts_and_records(run_dir: Path, plan: list, resume: bool) -> set[str]:
+    """Write the prompt manifest, or check it against the run being resumed.
+
+    Returns the ids of cells already measured. The prompt manifest lists each
+    cell's token count and the sha256 of its token ids, so that two runs can be
+    shown to have fed the model the same prompts.
+    """
+    prompts = []
+    for task, cell in plan:
+        tokens = task.prompt(cell)
+        digest = hashlib.sha256(",".join(map(str, tokens)).encode()).hexdigest()
+        prompts.append(
+            {"cell_id": cell.id, "prompt_tokens": len(tokens), "sha256": digest}
+        )
+
+    path = run_dir / PROMPTS
+    if not resume:
+        path.write_text(
+            "".join(json.dumps(p) + "\n" for p in prompts), encoding="utf-8"
+        )
+        return set()
+
+    if not path.exists():
+        raise RunError(
+            f"resume: {run_dir} has no {PROMPTS}; it cannot be checked, so start a new run"
+        )
+    earlier = [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    if earlier != prompts:
+        changed = next(
+            (a["cell_id"] for a, b in zip(earlier, prompts, strict=False) if a != b),
+            "the cell list",
+        )
+        raise RunError(
+            f"resume: the prompts differ from the run in {run_dir} (first at {changed}); "
+            "the tokenizer, templates or corpus changed, so start a new run"
+        )
+    # keep finished cells only; a cell cut short by a crash is measured again
+    kept = load_complete_cells(run_dir / RECORDS)
+    rewrite_records(run_dir / RECORDS, kept)
+    return {r["cell_id"] for r in kept}
+
+
+def provenance_key(common: dict, task: Task) -> str:
+    """A short hash of everything besides the config grid that shapes a number.
+
+    Records with different keys (another model file, backend version, corpus,
+    prompt template or format) must never be averaged into one cell.
+    """
+    parts = {
+        key: common[key]
+        for key in ("model_sha256", "backend", "backend_version", "corpus_sha256")
+    }
+    parts.update(task.settings())
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _StopAfterCell:
+    """Turns the first Ctrl-C into a request to stop once the current cell is written."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning(
+            "Ctrl-C: stopping after the current cell (press again to stop at once)"
+        )
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def _run_cells(
-    plan, backend: Backend, run_dir: Path, common: dict, manifest: Manifest
+    plan,
+    done: set[str],
+    backend: Backend,
+    run_dir: Path,
+    common: dict,
+    manifest: Manifest,
 ) -> None:
+    todo = [(task, cell) for task, cell in plan if cell.id not in done]
+    if done:
+        log.info("resuming: %d of %d cells already measured", len(done), len(plan))
     # progress is weighted by tokens, since a cell's cost grows with its length
-    total_tokens = sum(cell.context_length for _, cell in plan)
     bar = tqdm(
-        total=total_tokens,
+        total=sum(cell.context_length for _, cell in plan),
+        initial=sum(cell.context_length for _, cell in plan if cell.id in done),
         unit="tok",
         unit_scale=True,
         desc="measuring",
         dynamic_ncols=True,
     )
-    with RecordWriter(run_dir / RECORDS) as writer, bar:
-        for done, (task, cell) in enumerate(plan, start=1):
+    finished = len(done)
+    with RecordWriter(run_dir / RECORDS) as writer, bar, _StopAfterCell() as stop:
+        for task, cell in todo:
             bar.set_postfix_str(
-                f"cell {done}/{len(plan)} {cell.task} @ {cell.context_length}"
+                f"cell {finished + 1}/{len(plan)} {cell.task} @ {cell.context_length}"
             )
             started = time.perf_counter()
             measurements = task.run(cell, backend)
             seconds = time.perf_counter() - started
-            for m in measurements:
-                writer.write(
-                    {
-                        **common,
-                        "task": cell.task,
-                        "context_length": cell.context_length,
-                        "depth": cell.depth,
-                        "sample": cell.sample,
-                        "metric": m.metric,
-                        "value": m.value,
-                        "prompt_tokens": m.prompt_tokens,
-                        **task.settings(),
-                        **m.details,
-                        "seconds": m.details.get("seconds", seconds),
-                    }
-                )
+            records = [
+                {
+                    **common,
+                    "provenance": provenance_key(common, task),
+                    "task": cell.task,
+                    "context_length": cell.context_length,
+                    "depth": cell.depth,
+                    "sample": cell.sample,
+                    "metric": m.metric,
+                    "value": m.value,
+                    "prompt_tokens": m.prompt_tokens,
+                    **task.settings(),
+                    **m.details,
+                    "seconds": m.details.get("seconds", seconds),
+                }
+                for m in measurements
+            ]
+            writer.write_cell(cell.id, records)
+            finished += 1
             bar.update(cell.context_length)
-            manifest.update(cells_done=done)
+            manifest.update(cells_done=finished)
+            if stop.requested and finished < len(plan):
+                raise RunInterrupted(
+                    f"stopped by Ctrl-C after {finished} of {len(plan)} cells"
+                )

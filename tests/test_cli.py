@@ -100,35 +100,102 @@ def test_same_seed_same_prompts_and_scores(tmp_path):
     assert list(a.output) == list(b.output)
 
 
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, smollm2_path) -> Path:
+    """Broken inputs of every kind, made once: files, folders, templates."""
+    root = tmp_path_factory.mktemp("bad")
+    (root / "empty.txt").write_text("")
+    (root / "binary.txt").write_bytes(b"\x7fELF\x00\x00binary")
+    (root / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (root / "short.txt").write_text("Only a few words of text. " * 20)
+    (root / "zip.gguf").write_bytes(b"PK\x03\x04 this is a zip")
+    (root / "truncated.gguf").write_bytes(smollm2_path.read_bytes()[:3_000_000])
+    (root / "corrupted.gguf").write_bytes(
+        b"GGUF\x03\x00\x00\x00" + bytes(range(256)) * 16
+    )
+    (root / "a_file").write_text("not a folder")
+    template = root / "template"
+    template.mkdir()
+    for piece, text in {
+        "instruction": "Find the key.\n",
+        "needle": " The key is hidden here.",
+        "question": "\nWhat is the key?",
+        "answer_prefix": " The key is",
+        "filler": " Grass grows.",
+    }.items():
+        (template / f"{piece}.txt").write_text(text)
+    return root
+
+
+# (overrides, what the one error line must say); {bad} is the bad_files folder
 BAD_INPUT = [
-    (["model=gpt5"], "model=gpt5: no such option"),
+    (["model=gpt5"], "model=gpt5: no such option; choose one of llama3, smollm2"),
     (["scaling=rope9"], "scaling=rope9: no such option"),
     (["task=[passkey,trivia]"], "task=trivia: no such option"),
     (["sweep=huge"], "sweep=huge: no such option"),
     (["scaling.factr=2"], "scaling.factr"),
+    (["sweep.context_lengths=[256,512]", "sweep.depth=[0.5]"], "sweep.depth"),
     (["scaling=yarn", "scaling.factor=two"], "scaling.factor"),
-    (["sweep.context_lengths=[-512]"], "sweep.context_lengths"),
-    (["sweep.context_lengths=[0]"], "sweep.context_lengths"),
-    (["sweep.context_lengths=[]"], "sweep.context_lengths"),
-    (["sweep.depths=[2.0]"], "sweep.depths"),
-    (["scaling=linear", "scaling.factor=0.5"], "scaling.factor"),
+    (["sweep.samples=many"], "sweep.samples"),
+    (["sweep.context_lengths=[]"], "sweep.context_lengths: is empty"),
+    (["sweep.context_lengths=[0]"], "sweep.context_lengths: lengths must be positive"),
+    (
+        ["sweep.context_lengths=[-512]"],
+        "sweep.context_lengths: lengths must be positive",
+    ),
+    (
+        ["sweep.context_lengths=[512,256]"],
+        "sweep.context_lengths: must be in increasing order",
+    ),
+    (["sweep.context_lengths=[256,256]"], "sweep.context_lengths: has duplicates"),
+    (["sweep.depths=[2.0]"], "sweep.depths: depths must lie in [0, 1]"),
+    (["sweep.depths=[-0.5]"], "sweep.depths: depths must lie in [0, 1]"),
+    (["scaling=linear", "scaling.factor=0.5"], "scaling.factor: must be a number >= 1"),
     (
         ["scaling=yarn", "scaling.beta_fast=1", "scaling.beta_slow=32"],
-        "scaling.beta_fast",
+        "are they reversed?",
     ),
-    (["scaling=yarn", "scaling.attention_factor=1.5"], "scaling.attention_factor"),
-    (["model=llama3"], "model.path"),
-    (["model=llama3", "model.path=/nonexistent/llama.gguf"], "model.path"),
-    (["backend.n_ctx=256"], "backend.n_ctx"),
-    (["corpus=files", "corpus.paths=[/nonexistent.txt]"], "corpus.paths"),
+    (
+        ["scaling=yarn", "scaling.attention_factor=1.5"],
+        "scaling.attention_factor: llama.cpp always uses",
+    ),
+    (["model=llama3"], "model.path: model 'llama3.1-8b' needs a GGUF file"),
+    (["model=llama3", "model.path=/nonexistent/llama.gguf"], "does not exist"),
+    (["model=llama3", "model.path={bad}"], "is a directory"),
+    (["model=llama3", "model.path={bad}/zip.gguf"], "is not a GGUF file"),
+    (["model=llama3", "model.path={bad}/truncated.gguf"], "not within the file bounds"),
+    (["model=llama3", "model.path={bad}/corrupted.gguf"], "llama.cpp could not read"),
+    (
+        ["corpus=files", "corpus.paths=[/nonexistent.txt]"],
+        "corpus.paths: '/nonexistent.txt' is not a readable file",
+    ),
+    (["corpus=files", "corpus.paths=[{bad}/empty.txt]"], "is empty"),
+    (["corpus=files", "corpus.paths=[{bad}/binary.txt]"], "looks binary"),
+    (["corpus=files", "corpus.paths=[{bad}/latin1.txt]"], "is not UTF-8 text"),
+    (["corpus=files", "corpus.paths=[{bad}/short.txt]"], "corpus: "),
+    (
+        ["backend.n_ctx=256"],
+        "backend.n_ctx: is 256 but sweep.context_lengths asks for 512",
+    ),
     (["sweep.context_lengths=[12]", "task=[passkey]"], "sweep.context_lengths"),
+    (["results_dir={bad}/a_file/results"], "results_dir: cannot create"),
+    (["resume={bad}"], "resume: "),
+    (
+        ["task=[passkey]", "task.passkey.template_dir={bad}/template"],
+        "lacks the placeholder {passkey}",
+    ),
+    (
+        ["task=[passkey]", "task.passkey.template_dir={bad}/nowhere"],
+        "task.passkey.template_dir",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"), BAD_INPUT, ids=[" ".join(o) for o, _ in BAD_INPUT]
 )
-def test_bad_input_gives_one_line(tmp_path, overrides, message):
+def test_bad_input_gives_one_line(tmp_path, bad_files, overrides, message):
+    overrides = [o.replace("{bad}", str(bad_files)) for o in overrides]
     result = benchbench(tmp_path, "sweep=smoke", *overrides)
     assert result.returncode == 2, result.stderr
     lines = [
@@ -145,17 +212,3 @@ def test_bad_input_gives_one_line(tmp_path, overrides, message):
         if manifest.exists():
             assert json.loads(manifest.read_text())["status"] == "failed"
         assert not (run_dir / "records.jsonl").exists()
-
-
-def test_model_path_that_is_a_directory_or_not_gguf(tmp_path):
-    not_gguf = tmp_path / "model.gguf"
-    not_gguf.write_bytes(b"PK\x03\x04 this is a zip")
-    for path, message in [
-        (tmp_path, "is a directory"),
-        (not_gguf, "is not a GGUF file"),
-    ]:
-        result = benchbench(
-            tmp_path, "sweep=smoke", "model=llama3", f"model.path={path}"
-        )
-        assert result.returncode == 2
-        assert message in result.stderr and "Traceback" not in result.stderr

@@ -44,7 +44,7 @@ def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
         vocab = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
     except ValueError:
         raise BackendError(
-            f"llama.cpp could not read '{model_path}': {_last_error()}"
+            f"llama.cpp could not read '{model_path}': {_first_error()}"
         ) from None
     metadata = dict(vocab.metadata)
     vocab.close()
@@ -65,12 +65,13 @@ def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
     return info, metadata
 
 
-def _last_error() -> str:
-    lines = [line.strip() for line in _log_lines if line.strip()]
+def _first_error(since: int = 0) -> str:
+    """The first error llama.cpp logged after line ``since``; later ones echo it."""
+    lines = [line.strip() for line in _log_lines[since:] if line.strip()]
     errors = [
         line for line in lines if "error" in line.lower() or "failed" in line.lower()
     ]
-    return (errors or lines or ["no message from llama.cpp"])[-1]
+    return (errors or lines or ["no message from llama.cpp"])[0]
 
 
 def _logged_value(name: str) -> float | None:
@@ -117,7 +118,7 @@ class LlamaCppBackend(Backend):
             )
         except ValueError:
             raise BackendError(
-                f"llama.cpp could not load '{model_path}': {_last_error()}"
+                f"llama.cpp could not load '{model_path}': {_first_error()}"
             ) from None
 
         self._ctx = self._llm.ctx
@@ -203,9 +204,10 @@ class LlamaCppBackend(Backend):
                 batch.seq_id[j][0] = 0
                 batch.logits[j] = all_logits or (last_chunk and j == len(chunk) - 1)
             batch.n_tokens = len(chunk)
+            mark = len(_log_lines)
             if llama_cpp.llama_decode(self._ctx, batch) != 0:
                 raise BackendError(
-                    f"llama_decode failed at position {start + begin}: {_last_error()}"
+                    f"llama_decode failed at position {start + begin}: {_first_error(mark)}"
                 )
             if all_logits:
                 rows = np.ctypeslib.as_array(

@@ -20,6 +20,12 @@ class Cell:
     depth: float | None
     sample: int
 
+    @property
+    def id(self) -> str:
+        """A stable name for the cell, used to match records across resumed runs."""
+        depth = "-" if self.depth is None else f"{self.depth:g}"
+        return f"{self.task}/{self.context_length}/{depth}/{self.sample}"
+
 
 @dataclass
 class Measurement:
@@ -61,6 +67,10 @@ class Task(ABC):
     @abstractmethod
     def run(self, cell: Cell, backend: Backend) -> list[Measurement]:
         """Measure one cell."""
+
+    @abstractmethod
+    def prompt(self, cell: Cell) -> list[int]:
+        """The exact token ids the cell will feed the model (after ``prepare``)."""
 
     @abstractmethod
     def settings(self) -> dict:

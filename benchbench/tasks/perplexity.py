@@ -34,7 +34,7 @@ class PerplexityTask(Task):
         self.seed = seed
 
     def settings(self) -> dict:
-        return {"bos_policy": self.cfg.bos, "windows": self.cfg.windows}
+        return {"bos_policy": self.cfg.bos}
 
     def cells(self, sweep: SweepConfig) -> list[Cell]:
         return [
@@ -84,14 +84,17 @@ class PerplexityTask(Task):
         """Text tokens between window starts: the new targets each window scores."""
         return self.cfg.stride or (length - 1)
 
+    def prompt(self, cell: Cell) -> list[int]:
+        text_tokens = cell.context_length - self._use_bos
+        start = cell.sample * self.stride(cell.context_length)
+        return [self._bos] * self._use_bos + self._corpus[start : start + text_tokens]
+
     def run(self, cell: Cell, backend: Backend) -> list[Measurement]:
         length, window = cell.context_length, cell.sample
         text_tokens = length - self._use_bos
         stride = self.stride(length)
         start = window * stride
-        sequence = [self._bos] * self._use_bos + self._corpus[
-            start : start + text_tokens
-        ]
+        sequence = self.prompt(cell)
         assert len(sequence) == length
 
         started = time.perf_counter()

@@ -103,6 +103,9 @@ class RetrievalTask(Task):
     ) -> None:
         """Hook for tasks that build their haystack once per run."""
 
+    def prompt(self, cell: Cell) -> list[int]:
+        return self._prompts[cell][0].tokens
+
     def run(self, cell: Cell, backend: Backend) -> list[Measurement]:
         prompt, fields = self._prompts[cell]
         started = time.perf_counter()
