@@ -135,6 +135,10 @@ def load_complete_cells(path: Path) -> list[dict]:
             raise RunError(
                 f"{path} line {number} is not a JSON record; the file is damaged"
             ) from None
+    if any("cell_id" not in r for r in records):
+        raise RunError(
+            f"{path} has records without a cell_id; it was written by an older benchbench"
+        )
     counts: dict[str, int] = {}
     for record in records:
         counts[record["cell_id"]] = counts.get(record["cell_id"], 0) + 1

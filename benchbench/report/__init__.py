@@ -1,0 +1,1 @@
+"""Reports built from run directories: leaderboard, figures, effective context length."""

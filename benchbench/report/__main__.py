@@ -1,0 +1,3 @@
+from benchbench.report.cli import main
+
+main()

@@ -1,0 +1,153 @@
+"""Tidy summaries of records, and the leaderboard pivoted from them."""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from benchbench.report.load import CONFIG_COLUMNS
+from benchbench.report.metrics import effective_length_ci
+
+RETRIEVAL_METRIC = "exact_match"
+
+
+def config_label(row) -> str:
+    factor = f" x{row['scaling_factor']:g}" if row["scaling"] != "none" else ""
+    # the provenance hash keeps apart results that must not be pooled
+    return f"{row['model']} / {row['backend']} / {row['encoding']} / {row['scaling']}{factor} / {row['setup'][:6]}"
+
+
+def summarize_cells(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration, task and length: the score and its sample count.
+
+    Retrieval scores are mean exact match over samples (n = samples);
+    perplexity is exp(total NLL / scored tokens) over windows (n = windows,
+    with the token count alongside).
+    """
+    rows = []
+    # provenance also covers the task's settings (template, prompt format, BOS)
+    keys = CONFIG_COLUMNS + ["provenance", "task", "context_length"]
+    retrieval = records[records.metric == RETRIEVAL_METRIC]
+    for key, group in retrieval.groupby(keys, dropna=False):
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "metric": "accuracy",
+                "value": group.value.mean(),
+                "n": len(group),
+                "tokens": np.nan,
+            }
+        )
+    nll = records[records.metric == "nll"]
+    for key, group in nll.groupby(keys, dropna=False):
+        tokens = int(group.scored_tokens.sum())
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "metric": "perplexity",
+                "value": math.exp(group.value.sum() / tokens),
+                "n": len(group),
+                "tokens": tokens,
+            }
+        )
+    summary = pd.DataFrame(rows)
+    if not summary.empty:
+        trained = records.groupby(
+            CONFIG_COLUMNS, dropna=False
+        ).trained_context_length.first()
+        summary = summary.join(trained, on=CONFIG_COLUMNS)
+        summary["config"] = summary.apply(config_label, axis=1)
+    return summary
+
+
+def effective_lengths(
+    records: pd.DataFrame, threshold: float, resamples: int, seed: int
+) -> pd.DataFrame:
+    """Effective context length per configuration and retrieval task."""
+    rows = []
+    retrieval = records[records.metric == RETRIEVAL_METRIC]
+    for key, group in retrieval.groupby(
+        CONFIG_COLUMNS + ["provenance", "task"], dropna=False
+    ):
+        scores = {
+            int(n): g.value.to_numpy() for n, g in group.groupby("context_length")
+        }
+        result = effective_length_ci(scores, threshold, resamples, seed)
+        trained = group.trained_context_length.iloc[0]
+        row = dict(zip(CONFIG_COLUMNS + ["provenance", "task"], key, strict=True))
+        row.update(
+            effective_length=result.value,
+            low=result.low,
+            high=result.high,
+            at_least=result.at_least,
+            trained_context_length=trained,
+            lengths_tested=len(scores),
+            samples=int(len(group)),
+        )
+        row["multiple_of_trained"] = result.value / trained if trained else np.nan
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["config"] = frame.apply(config_label, axis=1)
+    return frame
+
+
+def format_score(row, min_samples: int) -> str:
+    if row["metric"] == "perplexity":
+        # the sample here is the scored token; windows are listed alongside
+        return f"{row['value']:.2f} ({int(row['tokens'])} tok, {row['n']} win)"
+    if row["n"] < min_samples:
+        return f"too few (n={row['n']})"
+    return f"{row['value']:.2f} (n={row['n']})"
+
+
+def format_effective(row) -> str:
+    if math.isnan(row["effective_length"]):
+        return "n/a (fails at the shortest length)"
+    prefix = ">= " if row["at_least"] else ""
+    text = f"{prefix}{row['effective_length']:,.0f}"
+    if not math.isnan(row["low"]):
+        text += f" [{row['low']:,.0f}-{row['high']:,.0f}]"
+    if not math.isnan(row["multiple_of_trained"]):
+        text += f" ({row['multiple_of_trained']:.2f}x trained)"
+    return f"{text} n={row['samples']}"
+
+
+def leaderboard(
+    summary: pd.DataFrame, effective: pd.DataFrame, min_samples: int
+) -> pd.DataFrame:
+    """One row per configuration; a column per task and length, then effective lengths."""
+    if summary.empty:
+        return pd.DataFrame()
+    cells = summary.assign(
+        score=summary.apply(format_score, axis=1, min_samples=min_samples)
+    )
+    # a task run with two settings (say two prompt formats) gets a column per
+    # variant, named by its provenance, instead of pooling the two
+    variants = cells.groupby(["config", "task"]).provenance.transform("nunique")
+    cells["task_label"] = cells.task.where(
+        variants == 1, cells.task + " [" + cells.provenance.str[:6] + "]"
+    )
+    cells["column"] = cells.task_label + " @ " + cells.context_length.astype(str)
+    order = (
+        cells.sort_values(["task_label", "context_length"])
+        .column.drop_duplicates()
+        .tolist()
+    )
+    board = cells.pivot(index="config", columns="column", values="score").reindex(
+        columns=order
+    )
+    if not effective.empty:
+        labels = effective.assign(text=effective.apply(format_effective, axis=1))
+        variants = labels.groupby(["config", "task"]).provenance.transform("nunique")
+        task_label = labels.task.where(
+            variants == 1, labels.task + " [" + labels.provenance.str[:6] + "]"
+        )
+        labels["column"] = "effective context (" + task_label + ")"
+        board = board.join(
+            labels.pivot(index="config", columns="column", values="text")
+        )
+    board = board.fillna("not measured")
+    board.index.name = "configuration (model / backend / encoding / scaling / setup)"
+    board.columns.name = None
+    return board

@@ -1,0 +1,191 @@
+"""The report page, its tables and figures, checked by content."""
+
+import base64
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from benchbench.report import figures
+from benchbench.report.cli import ReportConfig, build_report
+from benchbench.report.load import find_runs, load_records
+from benchbench.report.tables import summarize_cells
+from tests.report.runs import make_run
+
+GRID = {
+    (1024, 0.0): [1.0, 1.0],
+    (1024, 0.5): [1.0, 1.0],
+    (2048, 0.0): [1.0, 0.0],
+    (2048, 0.5): [1.0, 1.0],
+    (4096, 0.0): [0.0, 0.0],
+    (4096, 0.5): [0.0, 1.0],
+}
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    make_run(root, "a-none", GRID, nll={1024: 200.0, 2048: 250.0})
+    make_run(root, "b-yarn", GRID, scaling="yarn")
+    make_run(root, "c-broken", GRID, status="failed")
+    return root
+
+
+def test_incomplete_runs_are_left_out(results):
+    records, left_out = load_records(find_runs([results]))
+    assert set(records.run_dir.str.rsplit("/", n=1).str[-1]) == {"a-none", "b-yarn"}
+    assert list(left_out.values()) == ["status failed"]
+
+
+def test_report_files_and_leaderboard(results, tmp_path):
+    page = build_report(
+        ReportConfig(
+            inputs=[str(results)],
+            output_dir=str(tmp_path / "out"),
+            bootstrap_resamples=50,
+        )
+    )
+    out = page.parent
+    for name in (
+        "index.html",
+        "leaderboard.md",
+        "records.csv",
+        "summary.csv",
+        "effective_context.csv",
+        "passkey_accuracy.png",
+        "perplexity.png",
+    ):
+        assert (out / name).is_file(), name
+    assert len(list(out.glob("passkey_heatmap_*.png"))) == 2
+
+    board = (out / "leaderboard.md").read_text()
+    rows = [line for line in board.splitlines() if line.startswith("| tiny")]
+    assert len(rows) == 2  # one per configuration, the failed run left out
+    none_row = next(r for r in rows if "/ none /" in r)
+    # 1024: 4 of 4; 2048: 3 of 4; 4096: 1 of 4
+    assert (
+        "1.00 (n=4)" in none_row
+        and "0.75 (n=4)" in none_row
+        and "0.25 (n=4)" in none_row
+    )
+    # perplexity pools NLL over tokens: exp(200 / 100)
+    assert "7.39 (100 tok, 1 win)" in none_row
+
+    effective = pd.read_csv(out / "effective_context.csv")
+    # 0.85 of 1.0 is crossed between 2048 (0.75)... no: 0.75 < 0.85 already at 2048,
+    # so the crossing lies between 1024 (1.0) and 2048 (0.75)
+    expected = 1024 + (1.0 - 0.85) / (1.0 - 0.75) * 1024
+    assert effective.effective_length.tolist() == pytest.approx([expected, expected])
+    assert effective.multiple_of_trained.tolist() == pytest.approx(
+        [expected / 2048] * 2
+    )
+
+
+def test_too_few_samples_are_not_shown_as_scores(results, tmp_path):
+    page = build_report(
+        ReportConfig(
+            inputs=[str(results)],
+            output_dir=str(tmp_path / "out"),
+            min_samples=5,
+            bootstrap_resamples=10,
+        )
+    )
+    board = (page.parent / "leaderboard.md").read_text()
+    assert "too few (n=4)" in board and "1.00 (n=4)" not in board
+
+
+def test_heatmap_content(results):
+    records, _ = load_records(find_runs([results / "a-none"]))
+    fig = figures.depth_heatmap(records[records.task == "passkey"], "passkey", "tiny")
+    ax = fig.axes[0]
+    image = ax.images[0].get_array()
+    assert image.shape == (2, 3)  # depths x lengths
+    assert image[0].tolist() == [1.0, 0.5, 0.0] and image[1].tolist() == [1.0, 1.0, 0.5]
+    assert (
+        ax.get_xlabel() == "context length (tokens)"
+        and ax.get_ylabel() == "needle depth"
+    )
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1,024", "2,048", "4,096"]
+    assert len(ax.texts) == 6  # one annotation per cell
+    # the trained context (2048) is marked between the 2,048 and 4,096 columns
+    (line,) = ax.lines
+    assert line.get_xdata()[0] == pytest.approx(1.5)
+
+
+def test_curves_content(results):
+    records, _ = load_records(find_runs([results]))
+    summary = summarize_cells(records)
+    ax = figures.accuracy_curves(summary, "passkey").axes[0]
+    curves = [line for line in ax.lines if line.get_marker() == "o"]
+    assert len(curves) == 2
+    assert list(curves[0].get_ydata()) == [1.0, 0.75, 0.25]
+    assert ax.get_xscale() == "log" and "accuracy" in ax.get_ylabel()
+    assert any("trained context" in (line.get_label() or "") for line in ax.lines)
+    ppl_ax = figures.perplexity_curves(summary).axes[0]
+    assert ppl_ax.get_yscale() == "log"
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="needs Debian's chromium (scripts/setup.sh --test)",
+)
+def test_page_renders_in_headless_chromium(results, tmp_path):
+    page = build_report(
+        ReportConfig(
+            inputs=[str(results)],
+            output_dir=str(tmp_path / "out"),
+            bootstrap_resamples=20,
+        )
+    )
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-extensions",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-sync",
+        "--disable-component-update",
+    ]
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    # the leaderboard's rows are the configurations of the complete runs
+    records, _ = load_records(find_runs([results]))
+    expected = sorted(summarize_cells(records).config.unique())
+    table = dom.split('class="dataframe leaderboard"')[1].split("</table>")[0]
+    body_rows = re.findall(r"<tr>\s*<td>(.*?)</td>", table.split("<tbody>")[1])
+    assert sorted(body_rows) == expected and len(expected) == 2
+    # figures are embedded PNGs: curves, two heatmaps and perplexity
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', dom)
+    assert len(images) == 4
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    assert "http://" not in dom.split("<body>")[1] and "https://" not in dom
+
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [
+            "chromium",
+            *flags,
+            "--window-size=1300,2400",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    pixels = plt_read(shot)
+    assert pixels.shape[0] == 2400 and pixels.shape[1] == 1300
+    assert pixels.std() > 0.05  # not a blank page
+
+
+def plt_read(path):
+    import matplotlib.image
+
+    return matplotlib.image.imread(path)
