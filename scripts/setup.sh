@@ -12,6 +12,15 @@ cd "$(dirname "$0")/.."
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
     extras="[test]"
+    # the report test opens the page in headless Chromium (Debian's package)
+    if ! command -v chromium >/dev/null; then
+        if [[ $(id -u) -eq 0 ]]; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        else
+            echo "note: install Debian's chromium (sudo apt-get install chromium) for the report page test" >&2
+        fi
+    fi
 fi
 
 python3 -m venv .venv
