@@ -18,6 +18,7 @@ from benchbench.errors import ConfigError
 SCALING_METHODS = ("none", "linear", "ntk", "yarn")
 BOS_POLICIES = ("model", "always", "never")
 PROMPT_FORMATS = ("completion", "chat")
+KV_CACHE_TYPES = ("f32", "f16", "q8_0", "q4_0")
 
 
 @dataclass
@@ -62,6 +63,12 @@ class BackendConfig:
     # layers to offload to a GPU; needs a CUDA or Metal build of llama-cpp-python
     n_gpu_layers: int = 0
     flash_attn: bool = True
+    # KV cache element types, as llama.cpp's --cache-type-k / --cache-type-v
+    type_k: str = "f16"
+    type_v: str = "f16"
+    # reuse the cached keys and values of a prompt prefix shared with the
+    # previous prompt; results are the same, only faster
+    prefix_cache: bool = True
 
     def validate(self) -> None:
         if self.name != "llama_cpp":
@@ -75,6 +82,17 @@ class BackendConfig:
                 raise ConfigError(
                     f"backend.{key}", f"must be positive, got {getattr(self, key)}"
                 )
+        for key in ("type_k", "type_v"):
+            if getattr(self, key) not in KV_CACHE_TYPES:
+                raise ConfigError(
+                    f"backend.{key}",
+                    f"unknown type '{getattr(self, key)}'; use one of {', '.join(KV_CACHE_TYPES)}",
+                )
+        if self.type_v != "f16" and self.type_v != "f32" and not self.flash_attn:
+            raise ConfigError(
+                "backend.type_v",
+                "a quantized V cache needs backend.flash_attn=true in llama.cpp",
+            )
         if self.n_threads is not None and self.n_threads <= 0:
             raise ConfigError(
                 "backend.n_threads", f"must be positive, got {self.n_threads}"
@@ -195,10 +213,12 @@ class PerplexityConfig:
     _name = "perplexity"
     # windows of context_length tokens scored per length
     windows: int = 1
-    # tokens between window starts; null means context_length - 1 (no rescoring)
+    # tokens between window starts; null means the longest length - 1
     stride: int | None = None
     # model: follow the GGUF's add_bos_token; always / never override it
     bos: str = "model"
+    # score every length from one pass at the longest, where the scaling allows
+    one_pass: bool = True
 
     def validate(self) -> None:
         if self.windows <= 0:

@@ -23,7 +23,9 @@ from tqdm import tqdm
 from benchbench.backends.base import Backend
 from benchbench.backends.llama_cpp import (
     LlamaCppBackend,
+    available_memory,
     check_model_matches,
+    memory_estimate,
     read_rope_info,
 )
 from benchbench.config import Settings
@@ -40,7 +42,7 @@ from benchbench.records import (
     read_records,
     rewrite_records,
 )
-from benchbench.scaling import describe
+from benchbench.scaling import describe, is_length_dependent
 from benchbench.tasks.base import CorpusTokens, Task
 from benchbench.tasks.needle import NeedleTask
 from benchbench.tasks.passkey import PasskeyTask
@@ -61,7 +63,10 @@ def build_tasks(settings: Settings, root: Path = PROJECT_ROOT) -> list[Task]:
     if "needle" in selected:
         tasks.append(NeedleTask(selected["needle"], settings.seed, root))
     if "perplexity" in selected:
-        tasks.append(PerplexityTask(selected["perplexity"], settings.seed))
+        length_dependent = is_length_dependent(settings.scaling.method)
+        tasks.append(
+            PerplexityTask(selected["perplexity"], settings.seed, length_dependent)
+        )
     return tasks
 
 
@@ -191,6 +196,8 @@ def _measure(
     tasks = build_tasks(settings)
     corpus = load_corpus(settings.corpus)
 
+    _check_memory(metadata, n_ctx, settings, model_path.stat().st_size)
+
     log.info("hashing %s", model_path.name)
     model_sha256 = file_sha256(model_path)
     if (
@@ -209,7 +216,9 @@ def _measure(
         corpus_tokens = tokenize_corpus(backend, corpus)
         for task in tasks:
             task.prepare(backend, corpus_tokens, sweep)
-        plan = [(task, cell) for task in tasks for cell in task.cells(sweep)]
+        plan = [
+            (task, cell) for task in tasks for cell in task.run_order(task.cells(sweep))
+        ]
         done = _settle_prompts_and_records(run_dir, plan, resume)
 
         manifest.update(
@@ -248,6 +257,32 @@ def _measure(
     finally:
         backend.close()
     return read_records(run_dir)
+
+
+def _check_memory(
+    metadata: dict, n_ctx: int, settings: Settings, weights_bytes: int
+) -> None:
+    """Refuse a context that would not fit in memory, before loading anything."""
+    need = memory_estimate(metadata, n_ctx, settings.backend, weights_bytes)
+    free = available_memory()
+    gib = 1 << 30
+    log.info(
+        "memory for n_ctx=%d: about %.2f GiB (KV cache %.2f GiB)",
+        n_ctx,
+        need["total"] / gib,
+        need["kv_cache"] / gib,
+    )
+    # with layers on a GPU the cache lives there; its memory is not visible here
+    if settings.backend.n_gpu_layers != 0 or free is None:
+        return
+    if need["total"] > 0.9 * free:
+        raise ConfigError(
+            "sweep.context_lengths",
+            f"{n_ctx} tokens need about {need['total'] / gib:.1f} GiB (KV cache {need['kv_cache'] / gib:.1f} GiB, "
+            f"logits {need['logits'] / gib:.1f} GiB, weights {need['weights'] / gib:.1f} GiB) but "
+            f"{free / gib:.1f} GiB are free; drop the length, lower backend.n_batch or set "
+            "backend.type_k=q8_0 backend.type_v=q8_0",
+        )
 
 
 def _settle_prompts_and_records(run_dir: Path, plan: list, resume: bool) -> set[str]:
@@ -367,7 +402,7 @@ def _run_cells(
                     **common,
                     "provenance": provenance_key(common, task),
                     "task": cell.task,
-                    "context_length": cell.context_length,
+                    "context_length": m.context_length or cell.context_length,
                     "depth": cell.depth,
                     "sample": cell.sample,
                     "metric": m.metric,

@@ -36,6 +36,15 @@ class RopeInfo:
     freq_scale_train: float = 1.0
 
 
+def is_length_dependent(method: str) -> bool:
+    """Whether a method's rotations depend on the current sequence length.
+
+    Only dynamic NTK does (its base grows with the sequence); for every method
+    here, a token's rotation depends on its position alone.
+    """
+    return method == "dynamic"
+
+
 def yarn_attention_factor(factor: float) -> float:
     """YaRN's default attention temperature sqrt(1/t) = 0.1 ln(s) + 1."""
     return 0.1 * math.log(factor) + 1.0 if factor > 1.0 else 1.0

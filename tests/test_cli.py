@@ -178,6 +178,12 @@ BAD_INPUT = [
         "backend.n_ctx: is 256 but sweep.context_lengths asks for 512",
     ),
     (["sweep.context_lengths=[12]", "task=[passkey]"], "sweep.context_lengths"),
+    (["sweep.context_lengths=[4000000]"], "GiB are free"),
+    (["backend.type_k=q3"], "backend.type_k: unknown type 'q3'"),
+    (
+        ["backend.type_v=q8_0", "backend.flash_attn=false"],
+        "needs backend.flash_attn=true",
+    ),
     (["results_dir={bad}/a_file/results"], "results_dir: cannot create"),
     (["resume={bad}"], "resume: "),
     (

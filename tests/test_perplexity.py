@@ -111,3 +111,61 @@ def test_corpus_too_short_is_refused():
         task.prepare(
             TableBackend(), corpus(400), SweepConfig(context_lengths=[64], depths=[0.5])
         )
+
+
+def measure(one_pass: bool, backend, lengths=(16, 32, 64), windows=3):
+    task = PerplexityTask(PerplexityConfig(windows=windows, one_pass=one_pass), seed=0)
+    sweep = SweepConfig(context_lengths=list(lengths), depths=[0.5])
+    task.prepare(backend, corpus(400), sweep)
+    out = {}
+    for cell in task.cells(sweep):
+        for m in task.run(cell, backend):
+            if m.metric == "nll":
+                out[(m.context_length, cell.sample)] = (
+                    m.value,
+                    m.details["first_scored_token"],
+                    m.details["scored_tokens"],
+                )
+    return out
+
+
+def test_one_pass_gives_every_length_what_a_pass_per_length_gives():
+    single, per_length = TableBackend(), TableBackend()
+    one = measure(True, single)
+    many = measure(False, per_length)
+    assert one == many
+    assert len(one) == 3 * 3
+    # 3 windows: one pass each at 64 tokens, against one per length and window
+    assert [len(c) for c in single.calls] == [64, 64, 64]
+    assert sorted(len(c) for c in per_length.calls) == [16] * 3 + [32] * 3 + [64] * 3
+
+
+def test_windows_are_aligned_across_lengths():
+    one = measure(True, TableBackend(bos=True))
+    # windows start every 63 tokens (longest - 1); length L scores L - 1 tokens of each
+    for (length, window), (_, first, count) in one.items():
+        assert first == window * 63
+        assert count == length - 1
+
+
+def test_one_pass_on_the_real_model(smollm2):
+    from benchbench.config import CorpusConfig
+    from benchbench.corpus import load_corpus
+    from benchbench.runner import tokenize_corpus
+
+    tokens = tokenize_corpus(smollm2, load_corpus(CorpusConfig()))
+    results = {}
+    for one_pass in (True, False):
+        task = PerplexityTask(PerplexityConfig(windows=1, one_pass=one_pass), seed=0)
+        sweep = SweepConfig(context_lengths=[128, 512], depths=[0.5])
+        task.prepare(smollm2, tokens, sweep)
+        results[one_pass] = {
+            m.context_length: m.value
+            for c in task.cells(sweep)
+            for m in task.run(c, smollm2)
+            if m.metric == "nll"
+        }
+    assert results[True].keys() == results[False].keys() == {128, 512}
+    for length in (128, 512):
+        # the same tokens in the same positions; only the batch shape differs
+        assert results[True][length] == pytest.approx(results[False][length], rel=1e-3)

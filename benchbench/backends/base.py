@@ -22,6 +22,8 @@ class Generation:
     # why decoding ended: "eog" (end-of-generation token), "stop" (a stop
     # string appeared) or "max_new_tokens" (the budget ran out)
     finish_reason: str
+    # prompt tokens whose keys and values were reused from the previous request
+    reused_tokens: int = 0
 
 
 class Backend(ABC):

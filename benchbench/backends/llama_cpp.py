@@ -24,6 +24,14 @@ from benchbench.scaling import RopeInfo, expected_rope, llama_cpp_params
 
 log = logging.getLogger(__name__)
 
+# KV cache element types by their llama.cpp names (--cache-type-k/-v)
+KV_TYPES = {
+    "f32": llama_cpp.GGML_TYPE_F32,
+    "f16": llama_cpp.GGML_TYPE_F16,
+    "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+    "q4_0": llama_cpp.GGML_TYPE_Q4_0,
+}
+
 # llama.cpp's log lines, kept so that load errors and the effective context
 # parameters can be read back; llama.cpp writes nothing to the terminal itself
 _log_lines: list[str] = []
@@ -38,7 +46,10 @@ llama_cpp.llama_log_set(_capture_log, ctypes.c_void_p(0))
 
 
 def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
-    """RoPE facts and the raw metadata of a GGUF file, without loading weights."""
+    """RoPE facts and the raw metadata of a GGUF file, without loading weights.
+
+    The metadata also gets ``tokenizer.n_vocab``, the vocabulary size.
+    """
     _log_lines.clear()
     try:
         vocab = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
@@ -47,6 +58,7 @@ def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
             f"llama.cpp could not read '{model_path}': {_first_error()}"
         ) from None
     metadata = dict(vocab.metadata)
+    metadata["tokenizer.n_vocab"] = vocab.n_vocab()
     vocab.close()
 
     arch = metadata.get("general.architecture", "llama")
@@ -63,6 +75,57 @@ def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
         freq_scale_train=1.0 / scale_factor,
     )
     return info, metadata
+
+
+# logit rows turned into log-probabilities at a time
+_SOFTMAX_ROWS = 128
+
+# bytes per cached element; q8_0 and q4_0 store 32 values with one f16 scale
+_KV_BYTES = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+
+
+def memory_estimate(
+    metadata: dict, n_ctx: int, cfg: BackendConfig, weights_bytes: int
+) -> dict[str, int]:
+    """Bytes of host memory a context of ``n_ctx`` tokens needs, by part.
+
+    KV cache: keys and values of every layer and position. Logits: llama.cpp's
+    output buffer for a batch plus the scratch block scoring uses. Attention
+    scores: without flash attention, one ubatch x n_ctx matrix per head.
+    """
+    arch = metadata.get("general.architecture", "llama")
+    layers = int(metadata[f"{arch}.block_count"])
+    heads = int(metadata[f"{arch}.attention.head_count"])
+    heads_kv = int(metadata.get(f"{arch}.attention.head_count_kv", heads))
+    width = int(metadata[f"{arch}.embedding_length"])
+    head_dim = int(metadata.get(f"{arch}.attention.key_length", width // heads))
+    n_vocab = int(metadata["tokenizer.n_vocab"])
+    n_batch = min(cfg.n_batch, n_ctx)
+    n_ubatch = min(cfg.n_ubatch, n_batch)
+
+    per_position = (
+        layers * heads_kv * head_dim * (_KV_BYTES[cfg.type_k] + _KV_BYTES[cfg.type_v])
+    )
+    parts = {
+        "weights": weights_bytes,
+        "kv_cache": int(n_ctx * per_position),
+        "logits": (n_batch + _SOFTMAX_ROWS) * n_vocab * 4,
+        "attention_scores": 0 if cfg.flash_attn else n_ubatch * n_ctx * heads * 4,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _first_error(since: int = 0) -> str:
@@ -113,6 +176,8 @@ class LlamaCppBackend(Backend):
                 n_threads_batch=threads,
                 n_gpu_layers=cfg.n_gpu_layers,
                 flash_attn=cfg.flash_attn,
+                type_k=KV_TYPES[cfg.type_k],
+                type_v=KV_TYPES[cfg.type_v],
                 verbose=False,
                 **self._rope_params,
             )
@@ -122,6 +187,9 @@ class LlamaCppBackend(Backend):
             ) from None
 
         self._ctx = self._llm.ctx
+        self._prefix_cache = cfg.prefix_cache
+        # tokens whose keys and values sit in the cache, at positions 0, 1, ...
+        self._cached: list[int] = []
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._n_vocab = self._llm.n_vocab()
         self._n_batch = n_batch
@@ -137,6 +205,9 @@ class LlamaCppBackend(Backend):
             "n_threads": threads,
         }
         self._settings.update(n_gpu_layers=cfg.n_gpu_layers, flash_attn=cfg.flash_attn)
+        self._settings.update(
+            type_k=cfg.type_k, type_v=cfg.type_v, prefix_cache=cfg.prefix_cache
+        )
         self._check_rope(expected_rope(scaling, rope))
 
     def _check_rope(self, expected: dict) -> None:
@@ -223,6 +294,27 @@ class LlamaCppBackend(Backend):
 
     def _reset(self) -> None:
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        self._cached = []
+
+    def _keep_prefix(self, tokens: list[int]) -> int:
+        """Keep the cached keys and values of the prefix ``tokens`` shares with the cache.
+
+        Returns how many tokens are kept. At least the last token is always fed
+        again, since its logits are needed. Without ``prefix_cache`` nothing is kept.
+        """
+        if not self._prefix_cache:
+            self._reset()
+            return 0
+        kept = 0
+        limit = min(len(self._cached), len(tokens) - 1)
+        while kept < limit and self._cached[kept] == tokens[kept]:
+            kept += 1
+        memory = llama_cpp.llama_get_memory(self._ctx)
+        if not llama_cpp.llama_memory_seq_rm(memory, 0, kept, -1):
+            self._reset()
+            return 0
+        self._cached = self._cached[:kept]
+        return kept
 
     def logprobs(self, tokens: Sequence[int]) -> np.ndarray:
         tokens = list(tokens)
@@ -230,17 +322,25 @@ class LlamaCppBackend(Backend):
         self._reset()
         out = np.empty(len(tokens) - 1, dtype=np.float64)
         targets = np.asarray(tokens[1:], dtype=np.int64)
+        # one reused scratch block keeps the log-softmax in cache and avoids
+        # allocating n_batch x n_vocab temporaries per batch
+        scratch = np.empty((_SOFTMAX_ROWS, self._n_vocab), dtype=np.float32)
 
         for begin, rows in self._decode(tokens, 0, all_logits=True):
             # row j predicts token begin + j + 1; the final token predicts nothing
             n = min(len(rows), len(targets) - begin)
-            rows = rows[:n]
-            peak = rows.max(axis=1, keepdims=True)
-            log_norm = peak[:, 0] + np.log(
-                np.exp(rows - peak).sum(axis=1, dtype=np.float64)
-            )
-            picked = rows[np.arange(n), targets[begin : begin + n]].astype(np.float64)
-            out[begin : begin + n] = picked - log_norm
+            for lo in range(0, n, _SOFTMAX_ROWS):
+                block = rows[lo : min(n, lo + _SOFTMAX_ROWS)]
+                size = len(block)
+                peak = block.max(axis=1, keepdims=True)
+                shifted = np.subtract(block, peak, out=scratch[:size])
+                np.exp(shifted, out=shifted)
+                log_norm = peak[:, 0] + np.log(shifted.sum(axis=1, dtype=np.float64))
+                at = begin + lo
+                picked = block[np.arange(size), targets[at : at + size]].astype(
+                    np.float64
+                )
+                out[at : at + size] = picked - log_norm
         return out
 
     def generate(
@@ -248,8 +348,11 @@ class LlamaCppBackend(Backend):
     ) -> Generation:
         tokens = list(tokens)
         self._check_fits(len(tokens) + max_new_tokens)
-        self._reset()
-        *_, (_, rows) = self._decode(tokens, 0, all_logits=False)
+        # a prompt that starts like the previous one (same haystack, needle
+        # further on) reuses the cache for the shared part
+        kept = self._keep_prefix(tokens)
+        *_, (_, rows) = self._decode(tokens[kept:], kept, all_logits=False)
+        self._cached = list(tokens)
 
         new: list[int] = []
         finish = "max_new_tokens"
@@ -266,7 +369,13 @@ class LlamaCppBackend(Backend):
                 *_, (_, rows) = self._decode(
                     [token], len(tokens) + len(new) - 1, all_logits=False
                 )
-        return Generation(text=self.detokenize(new), tokens=new, finish_reason=finish)
+                self._cached.append(token)
+        return Generation(
+            text=self.detokenize(new),
+            tokens=new,
+            finish_reason=finish,
+            reused_tokens=kept,
+        )
 
     # bookkeeping
 

@@ -34,6 +34,8 @@ class Measurement:
     prompt_tokens: int
     # task-specific columns: generated text, needle position, scored tokens...
     details: dict = field(default_factory=dict)
+    # the length this measurement is for, when a cell measures several
+    context_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class Task(ABC):
     @abstractmethod
     def cells(self, sweep: SweepConfig) -> list[Cell]:
         """Every cell of the sweep for this task, in the order to run them."""
+
+    def run_order(self, cells: list[Cell]) -> list[Cell]:
+        """The order to measure ``cells`` in (after ``prepare``); by default as given."""
+        return cells
 
     @abstractmethod
     def run(self, cell: Cell, backend: Backend) -> list[Measurement]:

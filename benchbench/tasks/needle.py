@@ -69,6 +69,9 @@ class NeedleTask(RetrievalTask):
         bounds = [b - start for b in corpus.boundaries[lo:hi]]
         return corpus.tokens[start:end], bounds
 
+    def haystack_group(self, cell: Cell) -> int:
+        return cell.sample  # each sample has its own haystack start
+
     def target(self, fields: dict[str, str]) -> str:
         return fields["value"]
 

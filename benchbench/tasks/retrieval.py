@@ -106,6 +106,24 @@ class RetrievalTask(Task):
     def prompt(self, cell: Cell) -> list[int]:
         return self._prompts[cell][0].tokens
 
+    def haystack_group(self, cell: Cell) -> int:
+        """Cells of one group share their haystack's beginning, whatever the length."""
+        return 0
+
+    def run_order(self, cells: list[Cell]) -> list[Cell]:
+        # two prompts over the same haystack share every token before the
+        # earlier needle; with needles visited from last to first, each prompt
+        # shares all tokens before its own needle with the one before it, and
+        # the backend's prefix cache skips them
+        def key(cell: Cell):
+            return (
+                self.haystack_group(cell),
+                -self._prompts[cell][0].needle_position,
+                -cell.context_length,
+            )
+
+        return sorted(cells, key=key)
+
     def run(self, cell: Cell, backend: Backend) -> list[Measurement]:
         prompt, fields = self._prompts[cell]
         started = time.perf_counter()
@@ -118,6 +136,7 @@ class RetrievalTask(Task):
             "target": self.target(fields),
             "output": generation.text,
             "finish_reason": generation.finish_reason,
+            "reused_tokens": generation.reused_tokens,
             "needle_position": prompt.needle_position,
             "depth_actual": round(prompt.depth_actual, 4),
             "prompt_sha256": prompt.sha256,
