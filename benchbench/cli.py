@@ -13,7 +13,9 @@ from pathlib import Path
 
 import hydra
 from hydra import compose, initialize_config_dir
+from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -63,29 +65,60 @@ def one_line(err: Exception) -> str:
     return "; ".join(lines) or type(err).__name__
 
 
-def preflight(overrides: list[str]) -> Settings | None:
+def preflight(argv: list[str]) -> list[str]:
     """Compose and check the config once, so that bad input fails with one line.
 
-    Returns the settings, or None for multirun sweeps (``-m``) and Hydra's own
-    flags, which are left to Hydra.
+    Returns the command line to hand to Hydra (a resume adds its run folder).
+    For a multirun (``-m``), the first value of every swept key is checked.
     """
-    if any(arg.startswith("-") for arg in overrides):
-        return None
+    args = get_args_parser().parse_args(argv)
+    if args.help or args.hydra_help or args.info or args.shell_completion:
+        return argv
     try:
+        overrides = (
+            _first_of_each_sweep(args.overrides)
+            if args.multirun
+            else list(args.overrides)
+        )
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
         fail(one_line(err))
+    except AssertionError:
+        # OmegaConf's reaction to setting a key below an unselected option
+        fail(
+            "an override sets a key of a config option that is not selected (e.g. task.needle.* without needle "
+            "in task=[...])"
+        )
     try:
         settings = to_settings(cfg)
         check_writable(Path(settings.results_dir))
         if wants_resume(settings):
+            if args.multirun:
+                raise ConfigError(
+                    "resume",
+                    "cannot be combined with -m; resume each job's folder on its own",
+                )
             target = resume_target(settings, OmegaConf.to_container(cfg, resolve=True))
             # Hydra then logs and writes its own files into the resumed run
-            overrides.append(f"hydra.run.dir={target}")
+            return [*argv, f"hydra.run.dir={target}"]
     except BenchError as err:
         fail(str(err))
-    return settings
+    return argv
+
+
+def _first_of_each_sweep(overrides: list[str]) -> list[str]:
+    """The overrides of a multirun's first job (``a=1,2`` becomes ``a=1``)."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    first = []
+    for override, text in zip(parsed, overrides, strict=True):
+        if override.is_sweep_override():
+            value = next(iter(override.sweep_string_iterator()))
+            prefix = override.get_key_element()
+            first.append(f"{prefix}={value}")
+        else:
+            first.append(text)
+    return first
 
 
 def check_writable(results_dir: Path) -> None:
@@ -173,8 +206,9 @@ def _job(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    overrides = sys.argv[1:]
-    preflight(overrides)
-    # Hydra reads the command line itself; a resume adds its run directory
-    sys.argv[1:] = overrides
-    _job()
+    try:
+        # Hydra reads the command line itself; a resume adds its run directory
+        sys.argv[1:] = preflight(sys.argv[1:])
+        _job()
+    except KeyboardInterrupt:
+        fail("stopped by Ctrl-C before any cell was measured", EXIT_INTERRUPTED)

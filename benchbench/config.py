@@ -6,7 +6,9 @@ Range checks that a type cannot express live in each schema's ``validate``;
 ``to_settings`` runs them all once the composed config is turned into objects.
 """
 
+import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
@@ -19,6 +21,8 @@ SCALING_METHODS = ("none", "linear", "ntk", "yarn")
 BOS_POLICIES = ("model", "always", "never")
 PROMPT_FORMATS = ("completion", "chat")
 KV_CACHE_TYPES = ("f32", "f16", "q8_0", "q4_0")
+# far past any published extension (LongRoPE reaches 2M tokens from 4K: 512x)
+MAX_SCALING_FACTOR = 1024
 
 
 @dataclass
@@ -128,6 +132,11 @@ class ScalingConfig:
             raise ConfigError(
                 "scaling.factor", f"must be a number >= 1, got {self.factor}"
             )
+        if self.factor > MAX_SCALING_FACTOR:
+            raise ConfigError(
+                "scaling.factor",
+                f"{self.factor:g} is beyond any context extension ({MAX_SCALING_FACTOR} at most)",
+            )
         if self.method == "none" and self.factor != 1.0:
             raise ConfigError(
                 "scaling.factor",
@@ -156,6 +165,19 @@ class ScalingConfig:
             raise ConfigError(
                 "scaling.beta_fast",
                 f"must be larger than scaling.beta_slow ({self.beta_fast} <= {self.beta_slow}); are they reversed?",
+            )
+        for key in ("beta_fast", "beta_slow"):
+            value = getattr(self, key)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(
+                    f"scaling.{key}", f"must be a positive number, got {value}"
+                )
+        if self.attention_factor is not None and not math.isfinite(
+            self.attention_factor
+        ):
+            raise ConfigError(
+                "scaling.attention_factor",
+                f"must be a positive number, got {self.attention_factor}",
             )
         if self.attention_factor is not None and self.attention_factor <= 0:
             raise ConfigError(
@@ -314,6 +336,10 @@ class CorpusConfig:
             raise ConfigError(
                 "corpus.source", f"unknown source '{self.source}'; use pydoc or files"
             )
+        if self.source == "pydoc" and self.paths:
+            raise ConfigError(
+                "corpus.paths", "is only read with corpus=files; add corpus=files"
+            )
         if self.source == "files" and not self.paths:
             raise ConfigError(
                 "corpus.paths",
@@ -347,6 +373,14 @@ class Settings:
             self.corpus,
         ):
             part.validate()
+        if self.seed < 0:
+            raise ConfigError(
+                "seed", f"must be a non-negative integer, got {self.seed}"
+            )
+        if not self.results_dir.strip():
+            raise ConfigError(
+                "results_dir", "is empty; name a folder, e.g. results_dir=results"
+            )
 
 
 def register_schemas() -> None:
@@ -354,8 +388,35 @@ def register_schemas() -> None:
     ConfigStore.instance().store(name="benchbench_schema", node=Settings)
 
 
+def _unknown_key(node, schema, prefix: str = "") -> str | None:
+    """The first key in ``node`` that ``schema`` does not declare (``+key=`` adds such keys)."""
+    declared = {f.name: f for f in dataclasses.fields(schema)}
+    for key, value in node.items():
+        if key not in declared:
+            return f"{prefix}{key}"
+        inner = _dataclass_of(declared[key].type)
+        if inner is not None and isinstance(value, dict):
+            found = _unknown_key(value, inner, f"{prefix}{key}.")
+            if found:
+                return found
+    return None
+
+
+def _dataclass_of(annotation):
+    """The dataclass behind ``X`` or ``X | None``, if any."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if dataclasses.is_dataclass(candidate):
+            return candidate
+    return None
+
+
 def to_settings(cfg: DictConfig) -> Settings:
     """Turn a composed Hydra config into validated dataclass objects."""
+    unknown = _unknown_key(OmegaConf.to_container(cfg, resolve=False), Settings)
+    if unknown:
+        raise ConfigError(
+            unknown, "is not a benchbench setting; check the spelling (see `--cfg job`)"
+        )
     try:
         settings = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:

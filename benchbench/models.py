@@ -26,7 +26,9 @@ def resolve_model_path(cfg: ModelConfig) -> Path:
         path = Path(str(importlib.resources.files(cfg.package) / cfg.package_file))
         key = "model.package_file"
 
-    hint = f"; {cfg.hint}" if cfg.hint else ""
+    # the config's hint is about its own file, not one the user pointed at
+    own_file = cfg.path is None or cfg.package is None
+    hint = f"; {cfg.hint}" if cfg.hint and own_file else ""
     if not path.exists():
         raise ConfigError(key, f"model file '{path}' does not exist{hint}")
     if path.is_dir():

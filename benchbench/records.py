@@ -71,15 +71,18 @@ class Manifest:
 def read_manifest(run_dir: Path) -> dict:
     path = run_dir / MANIFEST
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunError(
             f"{run_dir} holds no {MANIFEST}; it is not a benchbench run"
         ) from None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise RunError(
             f"{path} is not valid JSON; the run directory is damaged"
         ) from None
+    if not isinstance(content, dict):
+        raise RunError(f"{path} is not a benchbench manifest")
+    return content
 
 
 class RecordWriter:
@@ -135,10 +138,15 @@ def load_complete_cells(path: Path) -> list[dict]:
             raise RunError(
                 f"{path} line {number} is not a JSON record; the file is damaged"
             ) from None
-    if any("cell_id" not in r for r in records):
-        raise RunError(
-            f"{path} has records without a cell_id; it was written by an older benchbench"
-        )
+    for number, record in enumerate(records, start=1):
+        if (
+            not isinstance(record, dict)
+            or "cell_id" not in record
+            or not isinstance(record.get("cell_records"), int)
+        ):
+            raise RunError(
+                f"{path} record {number} has no cell_id / cell_records; the file is damaged or foreign"
+            )
     counts: dict[str, int] = {}
     for record in records:
         counts[record["cell_id"]] = counts.get(record["cell_id"], 0) + 1

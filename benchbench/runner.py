@@ -6,6 +6,7 @@ records are flushed cell by cell, so that a run either finishes with a
 ``complete`` manifest or says in its manifest why it did not.
 """
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -39,6 +40,7 @@ from benchbench.records import (
     Manifest,
     RecordWriter,
     load_complete_cells,
+    read_manifest,
     read_records,
     rewrite_records,
 )
@@ -103,22 +105,30 @@ def run(
 ) -> pd.DataFrame:
     """Measure the sweep described by ``settings`` into ``run_dir``; return its records.
 
-    With ``resume``, ``run_dir`` holds an earlier run of the same config: its
-    finished cells are kept and only the others are measured.
+    With ``resume``, ``run_dir`` holds an earlier, unfinished run of the same
+    config: its finished cells are kept and only the others are measured. A
+    refused resume leaves that run exactly as it was.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
+    with _RunLock(run_dir):
+        return _run_locked(settings, run_dir, resolved_config, choices, resume)
+
+
+def _run_locked(
+    settings, run_dir: Path, resolved_config: dict, choices: dict, resume: bool
+) -> pd.DataFrame:
     if resume:
-        manifest = Manifest.reopen(run_dir)
-        difference = config_difference(
-            manifest.content.get("config", {}), resolved_config
-        )
-        if difference:
-            manifest.finish(
-                "interrupted", error="a resume with a different config was refused"
+        original = read_manifest(run_dir)
+        if original.get("status") == "complete":
+            raise ResumeRefused(
+                f"resume: the run in {run_dir} is already complete; start a new run instead"
             )
-            raise RunError(
+        difference = config_difference(original.get("config", {}), resolved_config)
+        if difference:
+            raise ResumeRefused(
                 f"resume: the run in {run_dir} was made with a different config ({difference})"
             )
+        manifest = Manifest.reopen(run_dir)
     elif (run_dir / MANIFEST).exists():
         # two runs started in the same second would otherwise share records
         raise RunError(
@@ -129,7 +139,12 @@ def run(
             run_dir,
             {
                 "run_id": run_dir.name,
-                "command": ["python", "-m", "benchbench", *sys.argv[1:]],
+                "command": [
+                    Path(sys.executable).name,
+                    "-m",
+                    "benchbench",
+                    *sys.argv[1:],
+                ],
                 "choices": choices,
                 "config": resolved_config,
                 "seed": settings.seed,
@@ -140,6 +155,10 @@ def run(
         )
     try:
         records = _measure(settings, run_dir, manifest, resume)
+    except ResumeRefused:
+        manifest.content = original
+        manifest.save()
+        raise
     except RunInterrupted as err:
         manifest.finish("interrupted", error=str(err))
         raise
@@ -154,6 +173,32 @@ def run(
         raise
     manifest.finish("complete")
     return records
+
+
+class ResumeRefused(RunError):
+    """The run to resume does not match this command; it is left untouched."""
+
+
+class _RunLock:
+    """An exclusive lock on a run folder, so that two processes never write one run."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+
+    def __enter__(self):
+        self._handle = self.path.open("a")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise RunError(
+                f"another benchbench process is writing {self.path.parent}"
+            ) from None
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
 
 
 # keys that may differ between a run and its resumption
@@ -205,7 +250,7 @@ def _measure(
         and manifest.content.get("model", {}).get("sha256", model_sha256)
         != model_sha256
     ):
-        raise RunError(
+        raise ResumeRefused(
             f"resume: {model_path} is not the model file the run in {run_dir} started with"
         )
     log.info("loading %s into llama.cpp with n_ctx=%d", model_path.name, n_ctx)
@@ -308,23 +353,33 @@ def _settle_prompts_and_records(run_dir: Path, plan: list, resume: bool) -> set[
         return set()
 
     if not path.exists():
-        raise RunError(
+        raise ResumeRefused(
             f"resume: {run_dir} has no {PROMPTS}; it cannot be checked, so start a new run"
         )
-    earlier = [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-    ]
+    try:
+        earlier = [
+            json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+        ]
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ResumeRefused(f"resume: {path} is damaged; start a new run") from None
     if earlier != prompts:
         changed = next(
-            (a["cell_id"] for a, b in zip(earlier, prompts, strict=False) if a != b),
+            (
+                a.get("cell_id")
+                for a, b in zip(earlier, prompts, strict=False)
+                if a != b
+            ),
             "the cell list",
         )
-        raise RunError(
+        raise ResumeRefused(
             f"resume: the prompts differ from the run in {run_dir} (first at {changed}); "
             "the tokenizer, templates or corpus changed, so start a new run"
         )
     # keep finished cells only; a cell cut short by a crash is measured again
-    kept = load_complete_cells(run_dir / RECORDS)
+    try:
+        kept = load_complete_cells(run_dir / RECORDS)
+    except RunError as err:
+        raise ResumeRefused(f"resume: {err}") from None
     rewrite_records(run_dir / RECORDS, kept)
     return {r["cell_id"] for r in kept}
 
@@ -344,28 +399,40 @@ def provenance_key(common: dict, task: Task) -> str:
 
 
 class _StopAfterCell:
-    """Turns the first Ctrl-C into a request to stop once the current cell is written."""
+    """Turns the first Ctrl-C or SIGTERM into a request to stop once the current cell is written.
+
+    A second signal stops at once. Schedulers send SIGTERM before they preempt
+    a job, so a preempted run ends ``interrupted`` and can be resumed.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
+        self.signal = ""
+        self._previous = {}
 
     def __enter__(self):
-        self._previous = None
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {
+                sig: signal.signal(sig, self._handle) for sig in self.SIGNALS
+            }
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning(
-            "Ctrl-C: stopping after the current cell (press again to stop at once)"
+        self.signal = (
+            "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        )
+        tqdm.write(
+            f"{signal.Signals(signum).name}: stopping after the current cell (again to stop at once)"
         )
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def _run_cells(
@@ -420,5 +487,5 @@ def _run_cells(
             manifest.update(cells_done=finished)
             if stop.requested and finished < len(plan):
                 raise RunInterrupted(
-                    f"stopped by Ctrl-C after {finished} of {len(plan)} cells"
+                    f"stopped by {stop.signal} after {finished} of {len(plan)} cells"
                 )

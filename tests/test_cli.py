@@ -14,12 +14,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def benchbench(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # Hydra's flags (-m, --cfg) go before the overrides, as on a command line
+    flags = [o for o in overrides if o.startswith("-")]
+    rest = [o for o in overrides if not o.startswith("-")]
     cmd = [
         sys.executable,
         "-m",
         "benchbench",
+        *flags,
         f"results_dir={tmp_path / 'results'}",
-        *overrides,
+        *rest,
     ]
     return subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
@@ -47,7 +51,9 @@ def test_smoke_sweep_end_to_end(tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert (
-        manifest["cells_done"] == manifest["cells_planned"] == 2 * (2 * 2 + 2 * 2 + 2)
+        # per length 2 depths x 2 samples for each retrieval task; perplexity
+        # takes one pass per window at the longest length for both lengths
+        manifest["cells_done"] == manifest["cells_planned"] == 2 * (2 * 2 + 2 * 2) + 2
     )
     assert len(manifest["model"]["sha256"]) == 64
     assert manifest["corpus"]["source"].startswith("pydoc_data.topics")
@@ -83,7 +89,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
 
     nll = records[(records.task == "perplexity") & (records.metric == "nll")]
     # two windows per length, each scoring context_length - 1 new tokens
-    assert list(nll.scored_tokens) == [255, 255, 511, 511]
+    assert sorted(nll.scored_tokens) == [255, 255, 511, 511]
+    assert nll.one_pass.all() and (nll.pass_tokens == 512).all()
     ppl = records[(records.task == "perplexity") & (records.metric == "perplexity")]
     assert ppl.value.between(5, 60).all(), ppl.value
 
@@ -114,6 +121,16 @@ def bad_files(tmp_path_factory, smollm2_path) -> Path:
         b"GGUF\x03\x00\x00\x00" + bytes(range(256)) * 16
     )
     (root / "a_file").write_text("not a folder")
+    (root / "no_sentences.txt").write_text("word " * 20000)
+    for name, needle in {"brace": " The key { is {passkey}.", "latin1": None}.items():
+        folder = root / f"template_{name}"
+        folder.mkdir()
+        for piece in ("instruction", "question", "answer_prefix", "filler"):
+            (folder / f"{piece}.txt").write_text(" Grass grows.")
+        if needle is None:
+            (folder / "needle.txt").write_bytes(" Caf\xe9 {passkey}.".encode("latin-1"))
+        else:
+            (folder / "needle.txt").write_text(needle)
     template = root / "template"
     template.mkdir()
     for piece, text in {
@@ -179,6 +196,43 @@ BAD_INPUT = [
     ),
     (["sweep.context_lengths=[12]", "task=[passkey]"], "sweep.context_lengths"),
     (["sweep.context_lengths=[4000000]"], "GiB are free"),
+    (["seed=-1"], "seed: must be a non-negative integer"),
+    (["+sweep.lenghts=[999]"], "sweep.lenghts: is not a benchbench setting"),
+    (["task=[passkey]", "task.needle.max_new_tokens=5"], "not selected"),
+    (
+        ["scaling=yarn", "scaling.beta_slow=-5"],
+        "scaling.beta_slow: must be a positive number",
+    ),
+    (
+        ["scaling=yarn", "scaling.beta_fast=nan"],
+        "scaling.beta_fast: must be a positive number",
+    ),
+    (
+        ["scaling=ntk", "scaling.factor=1e300"],
+        "scaling.factor: 1e+300 is beyond any context extension",
+    ),
+    (["results_dir="], "results_dir: is empty"),
+    (
+        ["corpus.paths=[{bad}/short.txt]"],
+        "corpus.paths: is only read with corpus=files",
+    ),
+    (
+        ["task=[passkey]", "task.passkey.digits=18"],
+        "task.passkey.max_new_tokens: 10 tokens cannot hold",
+    ),
+    (
+        ["task=[needle]", "corpus=files", "corpus.paths=[{bad}/no_sentences.txt]"],
+        "needs sentence ends",
+    ),
+    (
+        ["task=[passkey]", "task.passkey.template_dir={bad}/template_brace"],
+        "is not a valid template",
+    ),
+    (
+        ["task=[passkey]", "task.passkey.template_dir={bad}/template_latin1"],
+        "is not UTF-8 text",
+    ),
+    (["-m", "scaling=none,yarn", "sweep.lenghts=3"], "sweep.lenghts"),
     (["backend.type_k=q3"], "backend.type_k: unknown type 'q3'"),
     (
         ["backend.type_v=q8_0", "backend.flash_attn=false"],
@@ -218,3 +272,25 @@ def test_bad_input_gives_one_line(tmp_path, bad_files, overrides, message):
         if manifest.exists():
             assert json.loads(manifest.read_text())["status"] == "failed"
         assert not (run_dir / "records.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_prefix_cache_gives_the_records_of_recomputing(tmp_path):
+    args = ("sweep=smoke", "task=[passkey,needle]")
+    cached = benchbench(tmp_path / "cached", *args, "backend.prefix_cache=true")
+    fresh = benchbench(tmp_path / "fresh", *args, "backend.prefix_cache=false")
+    assert cached.returncode == fresh.returncode == 0, (
+        cached.stderr[-1000:] + fresh.stderr[-1000:]
+    )
+    a = pd.read_json(run_dirs(tmp_path / "cached")[0] / "records.jsonl", lines=True)
+    b = pd.read_json(run_dirs(tmp_path / "fresh")[0] / "records.jsonl", lines=True)
+    a, b = (
+        a.sort_values("cell_id").reset_index(),
+        b.sort_values("cell_id").reset_index(),
+    )
+    assert list(a.output) == list(b.output)
+    assert list(a.value) == list(b.value)
+    assert list(a.prompt_sha256) == list(b.prompt_sha256)
+    # the cache really was used: most prompts reuse a shared prefix
+    assert (a.reused_tokens > 0).sum() >= len(a) // 2
+    assert (b.reused_tokens == 0).all()

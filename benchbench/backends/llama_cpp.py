@@ -55,7 +55,7 @@ def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
         vocab = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
     except ValueError:
         raise BackendError(
-            f"llama.cpp could not read '{model_path}': {_first_error()}"
+            f"model.path: llama.cpp could not read '{model_path}': {_first_error()}"
         ) from None
     metadata = dict(vocab.metadata)
     metadata["tokenizer.n_vocab"] = vocab.n_vocab()
@@ -128,6 +128,12 @@ def available_memory() -> int | None:
     return None
 
 
+def _load_hint() -> str:
+    if any("alloc" in line for line in _log_lines):
+        return "lower backend.n_ctx (or the longest of sweep.context_lengths) or backend.n_batch"
+    return "check model.path"
+
+
 def _first_error(since: int = 0) -> str:
     """The first error llama.cpp logged after line ``since``; later ones echo it."""
     lines = [line.strip() for line in _log_lines[since:] if line.strip()]
@@ -183,7 +189,7 @@ class LlamaCppBackend(Backend):
             )
         except ValueError:
             raise BackendError(
-                f"llama.cpp could not load '{model_path}': {_first_error()}"
+                f"llama.cpp could not load '{model_path}': {_first_error()}; {_load_hint()}"
             ) from None
 
         self._ctx = self._llm.ctx

@@ -23,7 +23,8 @@ class Cell:
     @property
     def id(self) -> str:
         """A stable name for the cell, used to match records across resumed runs."""
-        depth = "-" if self.depth is None else f"{self.depth:g}"
+        # repr keeps every digit, so two depths never share an id
+        depth = "-" if self.depth is None else repr(float(self.depth))
         return f"{self.task}/{self.context_length}/{depth}/{self.sample}"
 
 

@@ -36,6 +36,14 @@ class PasskeyTask(RetrievalTask):
     def _prepare_haystack(
         self, backend: Backend, corpus: CorpusTokens, sweep: SweepConfig
     ) -> None:
+        # the answer budget must hold the longest key the model could write
+        answer = len(backend.tokenize(" " + "9" * self.cfg.digits))
+        if answer > self.cfg.max_new_tokens:
+            raise ConfigError(
+                "task.passkey.max_new_tokens",
+                f"{self.cfg.max_new_tokens} tokens cannot hold a {self.cfg.digits}-digit key, which takes "
+                f"{answer} tokens here; raise task.passkey.max_new_tokens",
+            )
         # one filler unit, repeated as token ids: the pieces start with a space,
         # so joining their ids equals tokenizing the joined text
         unit = backend.tokenize(self.filler)

@@ -22,7 +22,7 @@ from pathlib import Path
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from benchbench.backends.base import Backend
-from benchbench.errors import ConfigError
+from benchbench.errors import ConfigError, CorpusError
 
 PIECES = ("instruction", "needle", "question", "answer_prefix")
 _SENTENCE_ENDS = (".", "!", "?", "\n", ".)", '."')
@@ -60,8 +60,19 @@ class PromptTemplate:
             path = folder / f"{piece}.txt"
             if not path.is_file():
                 raise ConfigError(key, f"'{folder}' has no {piece}.txt")
-            text = path.read_text(encoding="utf-8")
-            fields = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+            try:
+                text = path.read_text(encoding="utf-8")
+                fields = {
+                    name for _, name, _, _ in string.Formatter().parse(text) if name
+                }
+            except UnicodeDecodeError:
+                raise ConfigError(key, f"{path} is not UTF-8 text") from None
+            except ValueError as err:
+                # str.format syntax: a literal brace is written {{ or }}
+                raise ConfigError(
+                    key,
+                    f"{path} is not a valid template ({err}); write a literal brace as {{{{",
+                ) from None
             missing = placeholders.get(piece, set()) - fields
             if missing:
                 raise ConfigError(
@@ -189,6 +200,12 @@ class PromptBuilder:
         assert len(haystack) >= budget, "caller must supply a long enough haystack"
 
         cut = _closest_boundary(boundaries, round(depth * budget), budget)
+        # a haystack without sentence ends would pile every needle at one spot
+        if abs(cut - depth * budget) > max(0.05 * budget, 48):
+            raise CorpusError(
+                f"corpus: no sentence end near depth {depth} at {prompt_tokens} prompt tokens (the nearest is at "
+                f"{cut / budget:.2f}); the haystack text needs sentence ends (. ! ? or line breaks)"
+            )
         tokens = (
             prefix
             + instruction
