@@ -8,6 +8,7 @@ exit code (2 for bad input, 130 for Ctrl-C).
 import logging
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -171,8 +172,12 @@ def resume_target(settings: Settings, resolved: dict) -> Path:
 
 
 def resume_hint(run_dir: Path) -> str:
+    """The command that continues ``run_dir``, quoted for a POSIX shell."""
+    python = os.path.relpath(sys.executable)
+    if python.startswith(".."):
+        python = sys.executable
     args = [a for a in sys.argv[1:] if not a.startswith(("resume=", "hydra.run.dir="))]
-    return " ".join(["python -m benchbench", *args, f"resume={run_dir}"])
+    return shlex.join([python, "-m", "benchbench", *args, f"resume={run_dir}"])
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -202,7 +207,9 @@ def _job(cfg: DictConfig) -> None:
     print(
         f"\n{settings.model.name} | {settings.backend.name} | {scaling} | records in {run_dir}\n"
     )
-    print(table.to_string())
+    print(
+        table.to_string() if not table.empty else "(no records: nothing was measured)"
+    )
 
 
 def main() -> None:

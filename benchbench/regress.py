@@ -1,11 +1,12 @@
 """``python -m benchbench.regress baseline=DIR candidate=DIR``: a gate for nightly runs.
 
-Compares two sets of runs on the cells they share: the same model file (by
-sha256), backend, scaling, task, context_length, depth, sample and seed. A
-retrieval cell that flips from right to wrong is a regression; a perplexity
-window that rises by more than the relative tolerance is one too. Exit codes:
-0 when nothing exceeds its tolerance, 1 when something does, 2 when the inputs
-cannot be compared (no complete runs, other model files, no shared cells).
+Compares two sets of runs on the cells they share: the same provenance (model
+file, backend version, corpus, prompt template and format), scaling, task,
+context_length, depth, sample and seed. A retrieval cell that flips from
+right to wrong is a regression; a perplexity window that rises by more than
+the relative tolerance is one too. Exit codes: 0 when nothing exceeds its
+tolerance, 1 when something does, 2 when the inputs cannot be compared (no
+complete runs, other model files, no shared cells).
 """
 
 import sys
@@ -25,6 +26,8 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 EXIT_OK, EXIT_REGRESSION, EXIT_INCOMPARABLE = 0, 1, 2
 
 CELL_KEY = [
+    # provenance covers model file, backend version, corpus and prompt settings
+    "provenance",
     "model_sha256",
     "backend",
     "scaling",
@@ -87,7 +90,8 @@ def compare(cfg: RegressConfig) -> tuple[pd.DataFrame, int]:
     shared = base.merge(cand, on=CELL_KEY, suffixes=("_baseline", "_candidate"))
     if shared.empty:
         raise Incomparable(
-            "baseline and candidate share no cell (task, length, depth, sample, seed, scaling)"
+            "baseline and candidate share no cell (same provenance, task, length, depth, sample, seed, "
+            "scaling); a new backend version, corpus or prompt template also makes runs incomparable"
         )
 
     change = shared.value_candidate - shared.value_baseline

@@ -105,6 +105,12 @@ def test_same_seed_same_prompts_and_scores(tmp_path):
     b = pd.read_json(run_dirs(tmp_path / "b")[0] / "records.jsonl", lines=True)
     assert list(a.prompt_sha256) == list(b.prompt_sha256)
     assert list(a.output) == list(b.output)
+    assert list(a.value) == list(b.value)
+    # the prompt manifests are byte for byte the same
+    prompts = [
+        (run_dirs(tmp_path / side)[0] / "prompts.jsonl").read_bytes() for side in "ab"
+    ]
+    assert prompts[0] == prompts[1] and len(prompts[0].splitlines()) == 4
 
 
 @pytest.fixture(scope="module")

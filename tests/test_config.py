@@ -55,7 +55,9 @@ def test_every_task_composes_alone(option):
 
 @pytest.mark.parametrize("option", options("backend"))
 def test_every_backend_composes(option):
-    assert compose_settings(f"backend={option}").backend.name == option
+    backend = compose_settings(f"backend={option}").backend
+    assert option.startswith(backend.name)
+    assert (backend.n_gpu_layers == -1) == option.endswith("_gpu")
 
 
 def test_corpus_options():
