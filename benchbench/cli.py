@@ -5,7 +5,6 @@ one ``benchbench: error: ...`` line naming the key to change, and a non-zero
 exit code (2 for bad input, 130 for Ctrl-C).
 """
 
-import logging
 import os
 import re
 import shlex
@@ -26,8 +25,6 @@ from benchbench.config import Settings, register_schemas, to_settings
 from benchbench.errors import BenchError, ConfigError, RunInterrupted
 from benchbench.records import MANIFEST, read_manifest
 from benchbench.summary import summarize
-
-log = logging.getLogger("benchbench")
 
 CONFIG_DIR = str(runner.PROJECT_ROOT / "conf")
 EXIT_BAD_INPUT = 2

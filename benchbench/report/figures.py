@@ -49,9 +49,8 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def accuracy_curves(summary: pd.DataFrame, task: str):
-    """Exact-match accuracy against context length, one line per configuration."""
-    data = summary[(summary.task == task) & (summary.metric == "accuracy")]
+def _curves(data: pd.DataFrame):
+    """A figure with one value-vs-length line per configuration, trained context marked."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for config, group in data.groupby("config"):
         group = group.sort_values("context_length")
@@ -59,6 +58,12 @@ def accuracy_curves(summary: pd.DataFrame, task: str):
     lengths = sorted(data.context_length.unique())
     _length_axis(ax, lengths)
     _mark_trained(ax, data.trained_context_length.max(), lengths)
+    return fig, ax
+
+
+def accuracy_curves(summary: pd.DataFrame, task: str):
+    """Exact-match accuracy against context length, one line per configuration."""
+    fig, ax = _curves(summary[(summary.task == task) & (summary.metric == "accuracy")])
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel(f"{task} accuracy (exact match)")
     ax.set_title(f"{task}: accuracy vs context length")
@@ -70,14 +75,7 @@ def accuracy_curves(summary: pd.DataFrame, task: str):
 
 def perplexity_curves(summary: pd.DataFrame):
     """Perplexity against context length on log axes, one line per configuration."""
-    data = summary[summary.metric == "perplexity"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for config, group in data.groupby("config"):
-        group = group.sort_values("context_length")
-        ax.plot(group.context_length, group.value, marker="o", label=config)
-    lengths = sorted(data.context_length.unique())
-    _length_axis(ax, lengths)
-    _mark_trained(ax, data.trained_context_length.max(), lengths)
+    fig, ax = _curves(summary[summary.metric == "perplexity"])
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
