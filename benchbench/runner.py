@@ -295,6 +295,14 @@ def _measure(
             "encoding": settings.model.encoding,
             "scaling": settings.scaling.method,
             "scaling_factor": settings.scaling.factor,
+            # the method's other parameters, as the run resolved them
+            **{
+                f"scaling_{k}": v
+                for k, v in describe(settings.scaling, rope).items()
+                if k not in ("method", "factor")
+            },
+            "scaling_beta_fast": settings.scaling.beta_fast,
+            "scaling_beta_slow": settings.scaling.beta_slow,
             "seed": settings.seed,
             "corpus_sha256": corpus.sha256,
         }
@@ -388,12 +396,16 @@ def provenance_key(common: dict, task: Task) -> str:
     """A short hash of everything besides the config grid that shapes a number.
 
     Records with different keys (another model file, backend version, corpus,
-    prompt template or format) must never be averaged into one cell.
+    prompt template or format, YaRN betas) must never be averaged into one cell.
     """
+    fixed = ("model_sha256", "backend", "backend_version", "corpus_sha256")
+    # scaling parameters beyond method and factor (YaRN betas, original context)
     parts = {
-        key: common[key]
-        for key in ("model_sha256", "backend", "backend_version", "corpus_sha256")
+        key: value
+        for key, value in common.items()
+        if key in fixed or key.startswith("scaling_")
     }
+    parts.pop("scaling_factor", None)
     parts.update(task.settings())
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -3,7 +3,9 @@
 A configuration's effective context length is the longest tested length at
 which it still scores at least ``threshold`` times its own short-context score
 (its score at the shortest tested length), interpolated linearly between the
-two tested lengths where it crosses that level. RULER (Hsieh et al. 2024) uses
+two tested lengths where it crosses that level. Lengths are scanned from short
+to long and the first drop below the level ends the scan, so a recovery at a
+longer length does not count. RULER (Hsieh et al. 2024) uses
 a fixed absolute threshold instead; measuring each configuration against
 itself makes a 135M model and an 8B model comparable.
 
