@@ -75,6 +75,9 @@ def test_smoke_sweep_end_to_end(tmp_path):
         "seconds",
     ):
         assert column in records.columns, column
+    # the scaling actually resolved is on every record
+    assert (records.scaling_original_context_length == 8192).all()
+    assert records.provenance.str.len().eq(16).all()
     retrieval = records[records.metric == "exact_match"]
     # lengths are exact: prompt plus answer budget fills the context length
     assert (
