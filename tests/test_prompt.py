@@ -139,4 +139,12 @@ def test_bos_policy(smollm2):
     never = PromptBuilder(smollm2, template, bos_policy="model")
     always = PromptBuilder(smollm2, template, bos_policy="always")
     fields = {"passkey": "12345"}
-    assert always.fixed_tokens(fields) == never.fixed_tokens(fields) + 1
+    haystack = smollm2.tokenize(" The grass is green." * 40)
+    bounds = list(range(len(haystack) + 1))
+    with_bos = always.build(haystack, bounds, fields, 200, 0.5)
+    without = never.build(haystack, bounds, fields, 200, 0.5)
+    # SmolLM2 asks for no BOS, so only "always" adds one, and the haystack
+    # gives up that token to keep the length exact
+    assert with_bos.tokens[0] == smollm2.bos_token_id != without.tokens[0]
+    assert len(with_bos.tokens) == len(without.tokens) == 200
+    assert with_bos.haystack_tokens == without.haystack_tokens - 1

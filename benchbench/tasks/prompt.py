@@ -105,10 +105,13 @@ class Prompt:
 
 def sentence_boundaries(backend: Backend, haystack: Sequence[int]) -> list[int]:
     """Token offsets in ``haystack`` where a sentence has just ended (0 and the end included)."""
-    bounds = [0]
-    for i, token in enumerate(haystack):
-        if backend.detokenize([token]).rstrip(" ").endswith(_SENTENCE_ENDS):
-            bounds.append(i + 1)
+    # each distinct token is detokenized once, not once per occurrence
+    enders = {
+        t
+        for t in set(haystack)
+        if backend.detokenize([t]).rstrip(" ").endswith(_SENTENCE_ENDS)
+    }
+    bounds = [0] + [i + 1 for i, token in enumerate(haystack) if token in enders]
     if bounds[-1] != len(haystack):
         bounds.append(len(haystack))
     return bounds
@@ -153,10 +156,6 @@ class PromptBuilder:
             prefix = [bos] + prefix
         return prefix, backend.tokenize(after, special=True)
 
-    def fixed_tokens(self, fields: dict[str, str]) -> int:
-        """Tokens used by everything except the haystack."""
-        return sum(len(piece) for piece in self._pieces(fields))
-
     def _pieces(self, fields: dict[str, str]) -> list[list[int]]:
         t = self.template
         tok = self.backend.tokenize
@@ -183,15 +182,9 @@ class PromptBuilder:
         ``haystack`` must hold at least as many tokens as are left for it;
         ``boundaries`` are its sentence boundaries (see ``sentence_boundaries``).
         """
-        prefix, instruction, needle, question, suffix, answer = self._pieces(fields)
-        budget = prompt_tokens - (
-            len(prefix)
-            + len(instruction)
-            + len(needle)
-            + len(question)
-            + len(suffix)
-            + len(answer)
-        )
+        pieces = self._pieces(fields)
+        prefix, instruction, needle, question, suffix, answer = pieces
+        budget = prompt_tokens - sum(len(piece) for piece in pieces)
         if budget < 0:
             raise ConfigError(
                 length_key,
