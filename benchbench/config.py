@@ -17,7 +17,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from benchbench.errors import ConfigError
 
-SCALING_METHODS = ("none", "linear", "ntk", "yarn")
+SCALING_METHODS = ("none", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
+BACKENDS = ("llama_cpp", "transformers")
+DEVICES = ("cpu", "cuda", "mps")
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 BOS_POLICIES = ("model", "always", "never")
 PROMPT_FORMATS = ("completion", "chat")
 KV_CACHE_TYPES = ("f32", "f16", "q8_0", "q4_0")
@@ -55,7 +59,13 @@ class ModelConfig:
 
 @dataclass
 class BackendConfig:
-    """How the inference engine is set up."""
+    """How the inference engine is set up.
+
+    ``n_ctx``, ``n_batch``, ``n_ubatch``, ``n_threads`` and ``prefix_cache`` apply
+    to both backends (transformers feeds prompts ``n_ubatch`` tokens at a time);
+    ``n_gpu_layers``, ``flash_attn`` and the KV cache types are llama.cpp's;
+    ``device``, ``dtype`` and ``attn_implementation`` are transformers'.
+    """
 
     name: str = "llama_cpp"
     # context window in tokens; null sizes it to the longest requested length
@@ -73,12 +83,29 @@ class BackendConfig:
     # reuse the cached keys and values of a prompt prefix shared with the
     # previous prompt; results are the same, only faster
     prefix_cache: bool = True
+    # transformers only: where the model runs, its weight type, and the attention kernel
+    device: str = "cpu"
+    dtype: str = "float32"
+    attn_implementation: str = "sdpa"
 
     def validate(self) -> None:
-        if self.name != "llama_cpp":
+        if self.name not in BACKENDS:
             raise ConfigError(
-                "backend.name", f"unknown backend '{self.name}'; use llama_cpp"
+                "backend.name",
+                f"unknown backend '{self.name}'; use one of {', '.join(BACKENDS)}",
             )
+        for key, allowed in (
+            ("device", DEVICES),
+            ("dtype", DTYPES),
+            ("attn_implementation", ATTENTION_IMPLEMENTATIONS),
+        ):
+            value = getattr(self, key)
+            # a device may name its index, as in cuda:1
+            if value.split(":")[0] not in allowed:
+                raise ConfigError(
+                    f"backend.{key}",
+                    f"unknown value '{value}'; use one of {', '.join(allowed)}",
+                )
         if self.n_ctx is not None and self.n_ctx <= 0:
             raise ConfigError("backend.n_ctx", f"must be positive, got {self.n_ctx}")
         for key in ("n_batch", "n_ubatch"):
@@ -103,24 +130,44 @@ class BackendConfig:
             )
 
 
+# the keys each method reads beyond `factor` and `original_context_length`
+METHOD_KEYS = {
+    "yarn": ("beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim"),
+    "longrope": ("short_factor", "long_factor", "attention_factor"),
+    "llama3": ("low_freq_factor", "high_freq_factor"),
+}
+
+
 @dataclass
 class ScalingConfig:
     """A RoPE scaling method, in the terms of the papers that define it.
 
-    ``factor`` is the context extension ratio s: positions are compressed by s
-    (linear), the base is raised by s^(d/(d-2)) (NTK-aware), or frequencies are
-    interpolated per dimension with ramp bounds ``beta_fast``/``beta_slow``
-    (YaRN). ``original_context_length`` is the context the model was trained on;
-    null takes it from the model file.
+    ``factor`` is the context extension ratio s. ``original_context_length`` is
+    the context the model was trained on (null: the model file's). The other
+    keys belong to one method each (see ``METHOD_KEYS``); unset ones take the
+    method's published defaults. ``benchbench/scaling/reference.py`` holds the
+    formulas.
     """
 
     method: str = "none"
     factor: float = 1.0
     original_context_length: int | None = None
+    # YaRN's ramp bounds, in rotations over the original context (32 and 1)
     beta_fast: float | None = None
     beta_slow: float | None = None
-    # YaRN's attention temperature sqrt(1/t); null means 0.1 ln(factor) + 1
+    # the factor cos and sin are multiplied by; null: the method's default
+    # (YaRN 0.1 ln(s) + 1, LongRoPE sqrt(1 + ln(s) / ln(original))
     attention_factor: float | None = None
+    # YaRN as DeepSeek writes it: attention factor m(s, mscale) / m(s, mscale_all_dim)
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
+    # LongRoPE's per-pair rescale factors: short up to the original context, long past it
+    short_factor: list[float] | None = None
+    long_factor: list[float] | None = None
+    # llama3's band edges: wavelengths above original / low_freq_factor are
+    # interpolated, below original / high_freq_factor kept (defaults 1 and 4)
+    low_freq_factor: float | None = None
+    high_freq_factor: float | None = None
 
     def validate(self) -> None:
         if self.method not in SCALING_METHODS:
@@ -150,40 +197,69 @@ class ScalingConfig:
                 "scaling.original_context_length",
                 f"must be positive, got {self.original_context_length}",
             )
-        if self.method != "yarn":
-            for key in ("beta_fast", "beta_slow", "attention_factor"):
-                if getattr(self, key) is not None:
-                    raise ConfigError(
-                        f"scaling.{key}",
-                        f"only applies to scaling=yarn, not '{self.method}'",
-                    )
-        if (
-            self.beta_fast is not None
-            and self.beta_slow is not None
-            and self.beta_fast <= self.beta_slow
+        own = METHOD_KEYS.get(self.method, ())
+        for key in sorted({k for keys in METHOD_KEYS.values() for k in keys}):
+            if key not in own and getattr(self, key) is not None:
+                users = [m for m, keys in METHOD_KEYS.items() if key in keys]
+                raise ConfigError(
+                    f"scaling.{key}",
+                    f"only applies to scaling={' or '.join(users)}, not '{self.method}'",
+                )
+        for key in (
+            "beta_fast",
+            "beta_slow",
+            "attention_factor",
+            "mscale",
+            "mscale_all_dim",
+            "low_freq_factor",
+            "high_freq_factor",
         ):
-            raise ConfigError(
-                "scaling.beta_fast",
-                f"must be larger than scaling.beta_slow ({self.beta_fast} <= {self.beta_slow}); are they reversed?",
-            )
-        for key in ("beta_fast", "beta_slow"):
             value = getattr(self, key)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ConfigError(
                     f"scaling.{key}", f"must be a positive number, got {value}"
                 )
-        if self.attention_factor is not None and not math.isfinite(
-            self.attention_factor
-        ):
+        if (self.beta_fast or 32.0) <= (self.beta_slow or 1.0):
             raise ConfigError(
-                "scaling.attention_factor",
-                f"must be a positive number, got {self.attention_factor}",
+                "scaling.beta_fast",
+                f"must be larger than scaling.beta_slow ({self.beta_fast or 32.0:g} <= {self.beta_slow or 1.0:g}); "
+                "are they reversed?",
             )
-        if self.attention_factor is not None and self.attention_factor <= 0:
+        if self.attention_factor is not None and self.mscale is not None:
             raise ConfigError(
-                "scaling.attention_factor",
-                f"must be positive, got {self.attention_factor}",
+                "scaling.mscale",
+                "give either scaling.attention_factor or scaling.mscale, not both",
             )
+        if (self.mscale is None) != (self.mscale_all_dim is None):
+            raise ConfigError(
+                "scaling.mscale_all_dim",
+                "scaling.mscale and scaling.mscale_all_dim go together; set both or neither",
+            )
+        if (self.high_freq_factor or 4.0) <= (self.low_freq_factor or 1.0):
+            raise ConfigError(
+                "scaling.high_freq_factor",
+                f"must be larger than scaling.low_freq_factor "
+                f"({self.high_freq_factor or 4.0:g} <= {self.low_freq_factor or 1.0:g})",
+            )
+        if self.method == "longrope":
+            for key in ("short_factor", "long_factor"):
+                values = getattr(self, key)
+                if not values:
+                    raise ConfigError(
+                        f"scaling.{key}",
+                        "scaling=longrope needs a list of per-pair factors (rotary dimensions / 2 numbers)",
+                    )
+                bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+                if bad:
+                    raise ConfigError(
+                        f"scaling.{key}",
+                        f"factors must be positive numbers, got {bad[0]}",
+                    )
+            if len(self.short_factor) != len(self.long_factor):
+                raise ConfigError(
+                    "scaling.long_factor",
+                    f"has {len(self.long_factor)} numbers but scaling.short_factor has {len(self.short_factor)}",
+                )
 
 
 @dataclass
@@ -410,9 +486,9 @@ def _dataclass_of(annotation):
     return None
 
 
-def to_settings(cfg: DictConfig) -> Settings:
-    """Turn a composed Hydra config into validated dataclass objects."""
-    unknown = _unknown_key(OmegaConf.to_container(cfg, resolve=False), Settings)
+def to_settings(cfg: DictConfig, schema: type = Settings):
+    """Turn a composed Hydra config into validated ``schema`` objects."""
+    unknown = _unknown_key(OmegaConf.to_container(cfg, resolve=False), schema)
     if unknown:
         raise ConfigError(
             unknown, "is not a benchbench setting; check the spelling (see `--cfg job`)"

@@ -57,7 +57,8 @@ def test_every_task_composes_alone(option):
 def test_every_backend_composes(option):
     backend = compose_settings(f"backend={option}").backend
     assert option.startswith(backend.name)
-    assert (backend.n_gpu_layers == -1) == option.endswith("_gpu")
+    on_gpu = backend.n_gpu_layers == -1 or backend.device == "cuda"
+    assert on_gpu == option.endswith("_gpu")
 
 
 def test_corpus_options():
@@ -120,6 +121,34 @@ def test_wrong_type_is_an_error():
         (["task.needle.max_new_tokens=0"], "task.needle.max_new_tokens"),
         (["task.passkey.digits=0"], "task.passkey.digits"),
         (["backend.n_ctx=-1"], "backend.n_ctx"),
+        (["backend=transformers", "backend.device=tpu"], "backend.device"),
+        (["backend=transformers", "backend.dtype=int3"], "backend.dtype"),
+        (["backend.name=vllm"], "backend.name"),
+        (["scaling=dynamic", "scaling.factor=0.5"], "scaling.factor"),
+        (
+            [
+                "scaling=llama3",
+                "scaling.low_freq_factor=4",
+                "scaling.high_freq_factor=1",
+            ],
+            "scaling.high_freq_factor",
+        ),
+        (["scaling=llama3", "scaling.beta_fast=16"], "scaling.beta_fast"),
+        (["scaling=yarn", "scaling.short_factor=[1,2]"], "scaling.short_factor"),
+        (["scaling=yarn", "scaling.mscale=1"], "scaling.mscale_all_dim"),
+        (
+            [
+                "scaling=yarn",
+                "scaling.mscale=1",
+                "scaling.mscale_all_dim=1",
+                "scaling.attention_factor=1.1",
+            ],
+            "scaling.mscale",
+        ),
+        (["scaling=longrope", "scaling.long_factor=[]"], "scaling.long_factor"),
+        (["scaling=longrope", "scaling.long_factor=[1,2]"], "scaling.long_factor"),
+        (["scaling=longrope", "scaling.short_factor=[1,-2]"], "scaling.short_factor"),
+        (["scaling=ntk", "scaling.low_freq_factor=2"], "scaling.low_freq_factor"),
     ],
 )
 def test_bad_values_name_their_key(overrides, key):

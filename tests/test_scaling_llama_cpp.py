@@ -1,4 +1,4 @@
-"""Scaling methods map onto llama.cpp's parameters as the papers define them."""
+"""Scaling methods map onto llama.cpp's context parameters, and llama.cpp applies them."""
 
 import math
 
@@ -8,12 +8,9 @@ import pytest
 
 from benchbench.config import ScalingConfig
 from benchbench.errors import ConfigError
-from benchbench.scaling import (
-    RopeInfo,
-    llama_cpp_params,
-    ntk_rope_theta,
-    yarn_attention_factor,
-)
+from benchbench.scaling import RopeInfo
+from benchbench.scaling.llama_cpp import llama_cpp_params
+from benchbench.scaling.reference import ntk_rope_theta, yarn_attention_factor
 from tests.conftest import load_backend
 
 SMOL = RopeInfo(rope_theta=100000.0, rope_dimensions=64, trained_context_length=8192)
@@ -61,13 +58,6 @@ def test_ntk_base_divides_lowest_frequency_by_factor():
     params = llama_cpp_params(ScalingConfig(method="ntk", factor=s), SMOL)
     assert params["rope_scaling_type"] == llama_cpp.LLAMA_ROPE_SCALING_TYPE_NONE
     assert params["rope_freq_base"] == pytest.approx(new_theta)
-
-
-def test_yarn_attention_factor_golden_values():
-    # sqrt(1/t) = 0.1 ln(s) + 1 (Peng et al. 2023)
-    assert yarn_attention_factor(2.0) == pytest.approx(1.0693147, abs=1e-7)
-    assert yarn_attention_factor(4.0) == pytest.approx(1.1386294, abs=1e-7)
-    assert yarn_attention_factor(1.0) == 1.0
 
 
 def test_yarn_parameters():
