@@ -105,6 +105,25 @@ def preflight(argv: list[str]) -> list[str]:
     return argv
 
 
+def compose_or_fail(config_name: str, schema: type, overrides: list[str]):
+    """Compose ``conf/<config_name>.yaml`` with ``overrides`` into a validated ``schema``.
+
+    For the helper commands (``benchbench.rope``, ``benchbench.parity``), which
+    need config groups but no run folder of Hydra's.
+    """
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        fail(one_line(err))
+    except AssertionError:
+        fail("an override sets a key of a config option that is not selected")
+    try:
+        return to_settings(cfg, schema)
+    except BenchError as err:
+        fail(str(err))
+
+
 def _first_of_each_sweep(overrides: list[str]) -> list[str]:
     """The overrides of a multirun's first job (``a=1,2`` becomes ``a=1``)."""
     parsed = OverridesParser.create().parse_overrides(overrides)

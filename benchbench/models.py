@@ -1,21 +1,35 @@
-"""Locating model files and fingerprinting them."""
+"""Locating model files, reading what they say about RoPE, fingerprinting them.
+
+A model is a GGUF file (both backends) or, for ``backend=transformers``, a
+Hugging Face checkpoint folder or hub id (downloaded into the local cache
+where the network allows, read from it otherwise).
+"""
 
 import hashlib
 import importlib.resources
 import importlib.util
+import json
+import re
 from pathlib import Path
 
 from benchbench.config import ModelConfig
 from benchbench.errors import ConfigError
+from benchbench.scaling import RopeInfo
 
 GGUF_MAGIC = b"GGUF"
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
-def resolve_model_path(cfg: ModelConfig) -> Path:
-    """The GGUF file ``cfg`` points at, checked to exist and look like GGUF."""
+def resolve_model_path(cfg: ModelConfig, backend: str = "llama_cpp") -> Path:
+    """The GGUF file or checkpoint folder ``cfg`` points at, checked to exist."""
     if cfg.path is not None:
         path = Path(cfg.path).expanduser()
         key = "model.path"
+        if backend == "transformers":
+            if path.is_dir():
+                return _checkpoint_folder(path)
+            if not path.exists() and HUB_ID.match(cfg.path):
+                return _hub_snapshot(cfg.path)
     else:
         if importlib.util.find_spec(cfg.package) is None:
             raise ConfigError(
@@ -32,7 +46,10 @@ def resolve_model_path(cfg: ModelConfig) -> Path:
     if not path.exists():
         raise ConfigError(key, f"model file '{path}' does not exist{hint}")
     if path.is_dir():
-        raise ConfigError(key, f"'{path}' is a directory; point it at a .gguf file")
+        raise ConfigError(
+            key,
+            f"'{path}' is a directory; point it at a .gguf file (a checkpoint folder needs backend=transformers)",
+        )
     with path.open("rb") as handle:
         magic = handle.read(4)
     if magic != GGUF_MAGIC:
@@ -49,3 +66,63 @@ def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _checkpoint_folder(path: Path) -> Path:
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            "model.path",
+            f"'{path}' has no config.json, so it is not a Hugging Face checkpoint folder",
+        )
+    return path
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """The local folder of a hub checkpoint: downloaded if the network allows, else from the cache."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        raise ConfigError(
+            "model.path",
+            f"'{repo_id}' is neither a local path nor a hub checkpoint this machine can fetch or finds "
+            f"in its cache ({type(err).__name__}); download it and set model.path=/path/to/folder",
+        ) from None
+
+
+def read_model_info(path: Path) -> tuple[RopeInfo, dict]:
+    """RoPE facts and raw metadata of a GGUF file or checkpoint folder, without loading weights."""
+    if path.is_file():
+        from benchbench.backends.llama_cpp import read_rope_info
+
+        return read_rope_info(path)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    info = RopeInfo(
+        rope_theta=float(rope.get("rope_theta") or config.get("rope_theta", 10000.0)),
+        rope_dimensions=int(head_dim * rope.get("partial_rotary_factor", 1.0)),
+        trained_context_length=int(config["max_position_embeddings"]),
+    )
+    return info, {"general.architecture": config.get("model_type"), **config}
+
+
+def model_fingerprint(path: Path) -> str:
+    """sha256 of a model file, or of a checkpoint folder's files (names and contents, in order)."""
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(item.relative_to(path)).encode() + b"\0")
+        digest.update(file_sha256(item).encode())
+    return digest.hexdigest()
+
+
+def model_size(path: Path) -> int:
+    """Bytes on disk of a model file or checkpoint folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

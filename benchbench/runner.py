@@ -15,24 +15,28 @@ import signal
 import sys
 import threading
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
+from benchbench.backends import open_backend
 from benchbench.backends.base import Backend
 from benchbench.backends.llama_cpp import (
-    LlamaCppBackend,
     available_memory,
     check_model_matches,
     memory_estimate,
-    read_rope_info,
 )
 from benchbench.config import Settings
 from benchbench.corpus import Corpus, load_corpus
 from benchbench.errors import BenchError, ConfigError, RunError, RunInterrupted
-from benchbench.models import file_sha256, resolve_model_path
+from benchbench.models import (
+    model_fingerprint,
+    model_size,
+    read_model_info,
+    resolve_model_path,
+)
 from benchbench.records import (
     MANIFEST,
     PROMPTS,
@@ -44,7 +48,8 @@ from benchbench.records import (
     read_records,
     rewrite_records,
 )
-from benchbench.scaling import describe, is_length_dependent
+from benchbench.scaling import describe, is_length_dependent, resolve
+from benchbench.scaling.llama_cpp import llama_cpp_params
 from benchbench.tasks.base import CorpusTokens, Task
 from benchbench.tasks.needle import NeedleTask
 from benchbench.tasks.passkey import PasskeyTask
@@ -82,18 +87,27 @@ def tokenize_corpus(backend: Backend, corpus: Corpus) -> CorpusTokens:
     )
 
 
-def llama_cpp_version() -> str:
-    return version("llama_cpp_python")
-
-
 def versions() -> dict:
     packages = ("llama_cpp_python", "hydra-core", "numpy", "pandas")
-    return {
+    found = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "benchbench": version("benchbench"),
         **{name: version(name) for name in packages},
     }
+    for name in ("torch", "transformers", "gguf"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def check_scaling(settings: Settings, rope) -> None:
+    """Refuse a scaling the model or backend cannot take, before anything loads."""
+    resolve(settings.scaling, rope)
+    if settings.backend.name == "llama_cpp":
+        llama_cpp_params(settings.scaling, rope)
 
 
 def run(
@@ -233,18 +247,20 @@ def _measure(
         )
 
     # everything that reads files comes before the model is loaded
-    model_path = resolve_model_path(settings.model)
-    rope, metadata = read_rope_info(model_path)
+    model_path = resolve_model_path(settings.model, settings.backend.name)
+    rope, metadata = read_model_info(model_path)
     check_model_matches(
         rope, settings.model.trained_context_length, settings.model.rope_theta
     )
+    check_scaling(settings, rope)
     tasks = build_tasks(settings)
     corpus = load_corpus(settings.corpus)
 
-    _check_memory(metadata, n_ctx, settings, model_path.stat().st_size)
+    if settings.backend.name == "llama_cpp":
+        _check_memory(metadata, n_ctx, settings, model_size(model_path))
 
     log.info("hashing %s", model_path.name)
-    model_sha256 = file_sha256(model_path)
+    model_sha256 = model_fingerprint(model_path)
     if (
         resume
         and manifest.content.get("model", {}).get("sha256", model_sha256)
@@ -253,10 +269,13 @@ def _measure(
         raise ResumeRefused(
             f"resume: {model_path} is not the model file the run in {run_dir} started with"
         )
-    log.info("loading %s into llama.cpp with n_ctx=%d", model_path.name, n_ctx)
-    backend = LlamaCppBackend(
-        model_path, rope, settings.backend, settings.scaling, n_ctx
+    log.info(
+        "loading %s into %s with n_ctx=%d",
+        model_path.name,
+        settings.backend.name,
+        n_ctx,
     )
+    backend = open_backend(model_path, rope, settings.backend, settings.scaling, n_ctx)
     try:
         corpus_tokens = tokenize_corpus(backend, corpus)
         for task in tasks:
@@ -271,7 +290,7 @@ def _measure(
                 "name": settings.model.name,
                 "path": str(model_path),
                 "sha256": model_sha256,
-                "size_bytes": model_path.stat().st_size,
+                "size_bytes": model_size(model_path),
                 "general.name": metadata.get("general.name"),
                 "architecture": metadata.get("general.architecture"),
                 "trained_context_length": rope.trained_context_length,
@@ -291,18 +310,17 @@ def _measure(
             "model": settings.model.name,
             "model_sha256": model_sha256,
             "backend": backend.name,
-            "backend_version": llama_cpp_version(),
+            "backend_version": backend.version,
             "encoding": settings.model.encoding,
             "scaling": settings.scaling.method,
             "scaling_factor": settings.scaling.factor,
-            # the method's other parameters, as the run resolved them
+            # the method's other parameters, as the run resolved them; LongRoPE's
+            # factor lists as JSON text, so that every column holds scalars
             **{
-                f"scaling_{k}": v
+                f"scaling_{k}": json.dumps(v) if isinstance(v, list) else v
                 for k, v in describe(settings.scaling, rope).items()
                 if k not in ("method", "factor")
             },
-            "scaling_beta_fast": settings.scaling.beta_fast,
-            "scaling_beta_slow": settings.scaling.beta_slow,
             "seed": settings.seed,
             "corpus_sha256": corpus.sha256,
         }

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from benchbench.backends.base import Backend, Generation
+from benchbench.backends.base import Backend, Generation, TokenScores
 from benchbench.config import PerplexityConfig, SweepConfig
 from benchbench.errors import ConfigError, CorpusError
 from benchbench.tasks.base import CorpusTokens
@@ -37,9 +37,18 @@ class TableBackend(Backend):
     def adds_bos(self):
         return self._bos
 
-    def logprobs(self, tokens):
+    def score(self, tokens):
         self.calls.append(list(tokens))
-        return np.log([self.PROBS[t % 4] for t in tokens[1:]])
+        logprobs = np.log([self.PROBS[t % 4] for t in tokens[1:]])
+        # token 0 (mod 4) is always the likeliest next token
+        return TokenScores(logprobs, np.zeros(len(logprobs), dtype=np.int64))
+
+    def effective_rope(self, seq_len=None):
+        return {"inv_freq": [], "attention_factor": 1.0}
+
+    @property
+    def version(self):
+        return "table 1"
 
     def generate(self, tokens, max_new_tokens, stop=()):
         return Generation("", [], "eog")

@@ -26,6 +26,16 @@ class Generation:
     reused_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class TokenScores:
+    """Per-token scores of a sequence: entry i is about token i + 1."""
+
+    # natural-log probability of each token given every token before it
+    logprobs: np.ndarray
+    # the token the model ranks first at each position (greedy prediction)
+    argmax: np.ndarray
+
+
 class Backend(ABC):
     """A loaded model that scores and continues token sequences.
 
@@ -54,12 +64,30 @@ class Backend(ABC):
     def adds_bos(self) -> bool:
         """Whether the model's own tokenizer config asks for a BOS token."""
 
-    @abstractmethod
     def logprobs(self, tokens: Sequence[int]) -> np.ndarray:
         """Log-probabilities of ``tokens[1:]``, each given every token before it.
 
         Returns an array of ``len(tokens) - 1`` natural-log probabilities.
         """
+        return self.score(tokens).logprobs
+
+    @abstractmethod
+    def score(self, tokens: Sequence[int]) -> TokenScores:
+        """Log-probabilities of ``tokens[1:]`` and the top-ranked token at each position."""
+
+    @abstractmethod
+    def effective_rope(self, seq_len: int | None = None) -> dict:
+        """The RoPE the model rotates with for a sequence of ``seq_len`` tokens.
+
+        Read back from the engine, not from the config: ``inv_freq`` (radians per
+        position of each rotary pair), ``attention_factor`` and what else the
+        engine reports.
+        """
+
+    @property
+    @abstractmethod
+    def version(self) -> str:
+        """The engine and its version, as one string (it keys the provenance)."""
 
     @abstractmethod
     def generate(

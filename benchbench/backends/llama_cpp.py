@@ -17,10 +17,11 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from benchbench.backends.base import Backend, Generation
+from benchbench.backends.base import Backend, Generation, TokenScores
 from benchbench.config import BackendConfig, ScalingConfig
 from benchbench.errors import BackendError, ConfigError
-from benchbench.scaling import RopeInfo, expected_rope, llama_cpp_params
+from benchbench.scaling import RopeInfo, reference, resolve
+from benchbench.scaling.llama_cpp import applied_rope, expected_rope, llama_cpp_params
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,17 @@ def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
         heads = int(metadata[f"{arch}.attention.head_count"])
         dims = int(metadata[f"{arch}.embedding_length"]) // heads
     scale_factor = float(metadata.get(f"{arch}.rope.scaling.factor", 1.0) or 1.0)
+    betas = {
+        f"yarn_{key}": float(metadata[name])
+        for key in ("beta_fast", "beta_slow")
+        if (name := f"{arch}.rope.scaling.yarn_{key}") in metadata
+    }
     info = RopeInfo(
         rope_theta=theta,
         rope_dimensions=int(dims),
         trained_context_length=int(metadata[f"{arch}.context_length"]),
         freq_scale_train=1.0 / scale_factor,
+        **betas,
     )
     return info, metadata
 
@@ -168,6 +175,8 @@ class LlamaCppBackend(Backend):
     ):
         self.n_ctx = n_ctx
         self._rope_params = llama_cpp_params(scaling, rope)
+        self._rope = rope
+        self._scaling = resolve(scaling, rope)
         threads = cfg.n_threads or len(os.sched_getaffinity(0))
         n_batch = min(cfg.n_batch, n_ctx)
 
@@ -219,6 +228,36 @@ class LlamaCppBackend(Backend):
     def _check_rope(self, expected: dict) -> None:
         # the context reports the base and scale it settled on; a difference
         # means the scaling was not applied as configured
+        self._check_logged(expected)
+        got = self.effective_rope()
+        want = reference.effective(self._scaling, self._rope)
+        if not np.allclose(got["inv_freq"], want["inv_freq"], rtol=1e-5, atol=0):
+            worst = int(
+                np.argmax(np.abs(np.subtract(got["inv_freq"], want["inv_freq"])))
+            )
+            raise BackendError(
+                f"llama.cpp rotates pair {worst} at {got['inv_freq'][worst]:.9g} rad/token but "
+                f"scaling={self._scaling.method} asks for {want['inv_freq'][worst]:.9g}"
+            )
+        if not math.isclose(
+            got["attention_factor"], want["attention_factor"], rel_tol=1e-6
+        ):
+            raise BackendError(
+                f"llama.cpp applies attention factor {got['attention_factor']:.9g} but "
+                f"scaling={self._scaling.method} asks for {want['attention_factor']:.9g}"
+            )
+
+    def effective_rope(self, seq_len: int | None = None) -> dict:
+        # every method llama.cpp runs is length-independent, so seq_len changes nothing
+        applied = applied_rope(
+            self._scaling,
+            self._rope,
+            self._effective["freq_base"],
+            self._effective["freq_scale"],
+        )
+        return {**self._effective, **applied}
+
+    def _check_logged(self, expected: dict) -> None:
         for key, want in expected.items():
             got = self._effective[key]
             if got is None:
@@ -322,11 +361,12 @@ class LlamaCppBackend(Backend):
         self._cached = self._cached[:kept]
         return kept
 
-    def logprobs(self, tokens: Sequence[int]) -> np.ndarray:
+    def score(self, tokens: Sequence[int]) -> TokenScores:
         tokens = list(tokens)
         self._check_fits(len(tokens))
         self._reset()
         out = np.empty(len(tokens) - 1, dtype=np.float64)
+        argmax = np.empty(len(tokens) - 1, dtype=np.int64)
         targets = np.asarray(tokens[1:], dtype=np.int64)
         # one reused scratch block keeps the log-softmax in cache and avoids
         # allocating n_batch x n_vocab temporaries per batch
@@ -347,7 +387,8 @@ class LlamaCppBackend(Backend):
                     np.float64
                 )
                 out[at : at + size] = picked - log_norm
-        return out
+                argmax[at : at + size] = block.argmax(axis=1)
+        return TokenScores(logprobs=out, argmax=argmax)
 
     def generate(
         self, tokens: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()
@@ -385,6 +426,10 @@ class LlamaCppBackend(Backend):
 
     # bookkeeping
 
+    @property
+    def version(self) -> str:
+        return llama_cpp.__version__
+
     def provenance(self) -> dict:
         return {
             "name": self.name,
@@ -395,7 +440,7 @@ class LlamaCppBackend(Backend):
             "n_ctx_requested": self.n_ctx,
             **self._settings,
             "rope_params": self._rope_params,
-            "rope_effective": self._effective,
+            "rope_effective": self.effective_rope(),
         }
 
     def close(self) -> None:

@@ -65,6 +65,9 @@ def load_records(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, str]]:
     """Records of complete runs, one row per measurement, and why others were left out."""
     frames, left_out = [], {}
     for run in runs:
+        if run.manifest.get("kind") == "parity":
+            left_out[str(run.path)] = "a backend parity check, not a sweep"
+            continue
         if run.status != "complete":
             left_out[str(run.path)] = f"status {run.status}"
             continue

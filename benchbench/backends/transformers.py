@@ -1,0 +1,367 @@
+"""Hugging Face transformers, in process, on CPU or GPU.
+
+Loads a GGUF file through transformers' GGUF support (the weights are
+dequantized into ``backend.dtype``), or a local checkpoint folder, or a hub id
+where the network allows. The RoPE scaling goes into the model config's
+``rope_parameters`` before the model is built; once loaded, the rotary
+embedding's inverse frequencies and attention scaling are read back and
+compared with benchbench's own reference (``benchbench/scaling/reference.py``).
+
+Prompts are fed ``backend.n_ubatch`` tokens at a time through a KV cache, so
+that neither the attention scores nor the full-vocabulary logits of a long
+sequence exist at once: peak memory grows with the chunk, not with the length.
+"""
+
+import logging
+import math
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from benchbench.backends.base import Backend, Generation, TokenScores
+from benchbench.config import BackendConfig, ScalingConfig
+from benchbench.errors import BackendError
+from benchbench.scaling import RopeInfo, is_length_dependent, reference, resolve
+from benchbench.scaling.transformers import max_position_embeddings, rope_parameters
+
+log = logging.getLogger(__name__)
+
+# the inverse frequencies live in float32 inside transformers
+RTOL = 1e-5
+
+
+def _import_torch():
+    try:
+        import torch
+        import transformers
+    except ImportError as err:
+        raise BackendError(
+            f"backend=transformers needs torch and transformers ({err}); run `bash scripts/setup.sh`"
+        ) from None
+    return torch, transformers
+
+
+def load_source(model_path: Path) -> tuple[str, dict]:
+    """The first argument and keyword arguments for ``from_pretrained``."""
+    if model_path.is_file():
+        return str(model_path.parent), {"gguf_file": model_path.name}
+    return str(model_path), {}
+
+
+class TransformersBackend(Backend):
+    """A causal language model in transformers, with benchbench's RoPE scaling applied."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model_path: Path,
+        rope: RopeInfo,
+        cfg: BackendConfig,
+        scaling: ScalingConfig,
+        n_ctx: int,
+    ):
+        torch, transformers = _import_torch()
+        self._torch = torch
+        self.n_ctx = n_ctx
+        self._rope = rope
+        self._scaling = resolve(scaling, rope)
+        self._device = torch.device(cfg.device)
+        self._chunk = min(cfg.n_ubatch, n_ctx)
+        self._prefix_cache = cfg.prefix_cache
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(
+                "backend.device: cuda was asked for but torch sees no CUDA GPU; set backend.device=cpu"
+            )
+        if cfg.n_threads:
+            torch.set_num_threads(cfg.n_threads)
+
+        source, kwargs = load_source(model_path)
+        try:
+            config = transformers.AutoConfig.from_pretrained(source, **kwargs)
+            self._own_rope = dict(getattr(config, "rope_parameters", None) or {})
+            self._check_own_scaling(scaling)
+            config.rope_parameters = rope_parameters(self._scaling, rope)
+            config.max_position_embeddings = max_position_embeddings(
+                self._scaling, rope
+            )
+            self._tokenizer = transformers.AutoTokenizer.from_pretrained(
+                source, **kwargs
+            )
+            self._model = transformers.AutoModelForCausalLM.from_pretrained(
+                source,
+                config=config,
+                dtype=getattr(torch, cfg.dtype),
+                attn_implementation=cfg.attn_implementation,
+                **kwargs,
+            ).to(self._device)
+        except (OSError, ValueError, ImportError, KeyError) as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise BackendError(
+                f"transformers could not load '{model_path}': {type(err).__name__}: {message}; check model.path"
+            ) from None
+        self._model.eval()
+        self._rotary = self._find_rotary()
+        self._rope_type = self._rotary.rope_type
+        # benchbench sets the frequencies of length-dependent methods itself, per
+        # request (see _pin_rope); transformers' own update would change them
+        # between the chunks of one prompt and keep them across requests
+        if is_length_dependent(self._scaling.method):
+            self._rotary.rope_type = "default"
+        self._pinned: int | None = None
+        self._cache = None
+        self._cached: list[int] = []
+        self._eog = self._end_of_generation_ids()
+        self._settings = {
+            "device": cfg.device,
+            "dtype": cfg.dtype,
+            "attn_implementation": cfg.attn_implementation,
+            "chunk_tokens": self._chunk,
+            "n_threads": torch.get_num_threads(),
+            "prefix_cache": cfg.prefix_cache,
+        }
+        self._effective = self._pin_rope(self._reference_length(n_ctx))
+
+    # RoPE
+
+    def _check_own_scaling(self, scaling: ScalingConfig) -> None:
+        own = self._own_rope.get("rope_type", "default")
+        if own != "default":
+            raise BackendError(
+                f"scaling.method: the checkpoint already scales RoPE with rope_type '{own}' "
+                f"({self._own_rope}); benchbench replaces rope_parameters, so give that method "
+                f"and its parameters as scaling=... (got scaling={scaling.method})"
+            )
+
+    def _find_rotary(self):
+        for module in self._model.modules():
+            if hasattr(module, "inv_freq") and hasattr(module, "attention_scaling"):
+                return module
+        raise BackendError(
+            f"{type(self._model).__name__} has no rotary embedding with inv_freq; "
+            "benchbench's RoPE scaling needs a RoPE model"
+        )
+
+    def _reference_length(self, seq_len: int) -> int | None:
+        return seq_len if is_length_dependent(self._scaling.method) else None
+
+    def _pin_rope(self, seq_len: int | None) -> dict:
+        """Fix the rotations for a sequence of ``seq_len`` tokens and check them.
+
+        For length-independent methods ``seq_len`` is None and nothing changes;
+        the frequencies transformers built at load time are checked.
+        """
+        torch = self._torch
+        rotary = self._rotary
+        if seq_len is not None and seq_len != self._pinned:
+            from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+            inv_freq, attention = ROPE_INIT_FUNCTIONS[self._rope_type](
+                self._model.config, self._device, seq_len=seq_len
+            )
+            rotary.inv_freq.copy_(inv_freq.to(rotary.inv_freq.dtype))
+            rotary.attention_scaling = attention
+            self._pinned = seq_len
+            self._drop_cache()
+
+        effective = {
+            "rope_type": self._rope_type,
+            "seq_len": seq_len,
+            "inv_freq": rotary.inv_freq.detach().to("cpu", torch.float64).tolist(),
+            "attention_factor": float(rotary.attention_scaling),
+        }
+        want = reference.effective(self._scaling, self._rope, seq_len)
+        if not np.allclose(effective["inv_freq"], want["inv_freq"], rtol=RTOL, atol=0):
+            worst = int(
+                np.argmax(np.abs(np.subtract(effective["inv_freq"], want["inv_freq"])))
+            )
+            raise BackendError(
+                f"transformers rotates pair {worst} at {effective['inv_freq'][worst]:.9g} rad/token but "
+                f"scaling={self._scaling.method} asks for {want['inv_freq'][worst]:.9g}; the scaling was not applied"
+            )
+        if not math.isclose(
+            effective["attention_factor"], want["attention_factor"], rel_tol=1e-6
+        ):
+            raise BackendError(
+                f"transformers applies attention factor {effective['attention_factor']:.9g} but "
+                f"scaling={self._scaling.method} asks for {want['attention_factor']:.9g}"
+            )
+        return effective
+
+    def effective_rope(self, seq_len: int | None = None) -> dict:
+        """The frequencies and attention factor the model rotates with for ``seq_len`` tokens."""
+        return self._pin_rope(self._reference_length(seq_len or self.n_ctx))
+
+    # tokens
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return self._tokenizer(
+            text, add_special_tokens=False, split_special_tokens=not special
+        )["input_ids"]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._tokenizer.decode(
+            list(tokens), skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._tokenizer.bos_token_id
+
+    @property
+    def adds_bos(self) -> bool:
+        bos = self.bos_token_id
+        probe = self._tokenizer("a", add_special_tokens=True)["input_ids"]
+        return bos is not None and probe[:1] == [bos]
+
+    def chat_template(self) -> str | None:
+        return self._tokenizer.chat_template
+
+    def _end_of_generation_ids(self) -> set[int]:
+        ids = set()
+        for source in (self._model.config, self._model.generation_config):
+            value = getattr(source, "eos_token_id", None)
+            ids.update(value if isinstance(value, list) else [value])
+        ids.add(self._tokenizer.eos_token_id)
+        return {i for i in ids if i is not None}
+
+    # forward passes
+
+    def _check_fits(self, n_tokens: int) -> None:
+        if n_tokens > self.n_ctx:
+            raise BackendError(
+                f"{n_tokens} tokens do not fit the context of {self.n_ctx}; raise backend.n_ctx"
+            )
+
+    def _drop_cache(self) -> None:
+        self._cache = None
+        self._cached = []
+
+    def _forward(self, tokens: Sequence[int], start: int):
+        """Feed ``tokens`` at positions ``start...`` through the cache, a chunk at a time.
+
+        Yields ``(offset, logits)`` per chunk, logits of shape (chunk, n_vocab)
+        in float32.
+        """
+        torch = self._torch
+        from transformers import DynamicCache
+
+        if self._cache is None:
+            self._cache = DynamicCache(config=self._model.config)
+        for begin in range(0, len(tokens), self._chunk):
+            chunk = list(tokens[begin : begin + self._chunk])
+            ids = torch.tensor([chunk], device=self._device)
+            positions = torch.arange(
+                start + begin, start + begin + len(chunk), device=self._device
+            )[None, :]
+            out = self._model(
+                input_ids=ids,
+                position_ids=positions,
+                past_key_values=self._cache,
+                use_cache=True,
+            )
+            yield begin, out.logits[0].float()
+
+    def score(self, tokens: Sequence[int]) -> TokenScores:
+        torch = self._torch
+        tokens = list(tokens)
+        self._check_fits(len(tokens))
+        self._pin_rope(self._reference_length(len(tokens)))
+        self._drop_cache()
+        n = len(tokens) - 1
+        logprobs = np.empty(n, dtype=np.float64)
+        argmax = np.empty(n, dtype=np.int64)
+        targets = torch.tensor(tokens[1:], device=self._device)
+        with torch.inference_mode():
+            for begin, logits in self._forward(tokens, 0):
+                # row j predicts token begin + j + 1; the final token predicts nothing
+                rows = logits[: max(0, min(len(logits), n - begin))]
+                if not len(rows):
+                    continue
+                logsoftmax = torch.log_softmax(rows.double(), dim=-1)
+                picked = logsoftmax.gather(1, targets[begin : begin + len(rows), None])[
+                    :, 0
+                ]
+                logprobs[begin : begin + len(rows)] = picked.cpu().numpy()
+                argmax[begin : begin + len(rows)] = rows.argmax(dim=-1).cpu().numpy()
+        self._cached = list(tokens)
+        return TokenScores(logprobs=logprobs, argmax=argmax)
+
+    def _keep_prefix(self, tokens: list[int]) -> int:
+        """Keep the cached keys and values of the prefix ``tokens`` shares with the cache."""
+        if not self._prefix_cache or self._cache is None:
+            self._drop_cache()
+            return 0
+        kept = 0
+        limit = min(len(self._cached), len(tokens) - 1)
+        while kept < limit and self._cached[kept] == tokens[kept]:
+            kept += 1
+        if kept == 0:
+            self._drop_cache()
+            return 0
+        surplus = self._cache.get_seq_length() - kept
+        if surplus > 0:
+            # transformers crops by a negative count of tokens to remove
+            self._cache.crop(-surplus)
+        self._cached = self._cached[:kept]
+        return kept
+
+    def generate(
+        self, tokens: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()
+    ) -> Generation:
+        torch = self._torch
+        tokens = list(tokens)
+        self._check_fits(len(tokens) + max_new_tokens)
+        # a length-dependent method rotates for the whole sequence the request reaches
+        self._pin_rope(self._reference_length(len(tokens) + max_new_tokens))
+        kept = self._keep_prefix(tokens)
+        new: list[int] = []
+        finish = "max_new_tokens"
+        with torch.inference_mode():
+            *_, (_, logits) = self._forward(tokens[kept:], kept)
+            self._cached = list(tokens)
+            while len(new) < max_new_tokens:
+                token = int(logits[-1].argmax())
+                if token in self._eog:
+                    finish = "eog"
+                    break
+                new.append(token)
+                if any(s in self.detokenize(new) for s in stop):
+                    finish = "stop"
+                    break
+                if len(new) < max_new_tokens:
+                    *_, (_, logits) = self._forward([token], len(self._cached))
+                    self._cached.append(token)
+        return Generation(
+            text=self.detokenize(new),
+            tokens=new,
+            finish_reason=finish,
+            reused_tokens=kept,
+        )
+
+    # bookkeeping
+
+    @property
+    def version(self) -> str:
+        return f"transformers {version('transformers')}, torch {version('torch')}"
+
+    def provenance(self) -> dict:
+        return {
+            "name": self.name,
+            "transformers": version("transformers"),
+            "torch": version("torch"),
+            "model_class": type(self._model).__name__,
+            "n_ctx_requested": self.n_ctx,
+            **self._settings,
+            "rope_parameters": dict(self._model.config.rope_parameters),
+            "rope_parameters_in_file": self._own_rope,
+            "rope_effective": self._effective,
+        }
+
+    def close(self) -> None:
+        self._drop_cache()
+        self._model = None
+        if self._device.type == "cuda":
+            self._torch.cuda.empty_cache()
