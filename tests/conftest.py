@@ -42,3 +42,25 @@ def smollm2(smollm2_path):
     backend = load_backend(smollm2_path, n_ctx=1024)
     yield backend
     backend.close()
+
+
+def load_transformers(path: Path, n_ctx: int = 1024, scaling=None, **backend):
+    from benchbench.backends.transformers import TransformersBackend
+    from benchbench.models import read_model_info
+
+    rope, _ = read_model_info(path)
+    return TransformersBackend(
+        path,
+        rope,
+        BackendConfig(name="transformers", **backend),
+        scaling or ScalingConfig(),
+        n_ctx,
+    )
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(smollm2_path):
+    """The same GGUF file through transformers (about half a minute to load)."""
+    backend = load_transformers(smollm2_path, n_ctx=1024)
+    yield backend
+    backend.close()

@@ -244,6 +244,30 @@ BAD_INPUT = [
     (["-m", "scaling=none,yarn", "sweep.lenghts=3"], "sweep.lenghts"),
     (["backend.type_k=q3"], "backend.type_k: unknown type 'q3'"),
     (
+        ["scaling=dynamic"],
+        "scaling.method: llama.cpp cannot apply 'dynamic' at run time (it has no flag for it); "
+        "run it with backend=transformers",
+    ),
+    (["scaling=llama3"], "run it with backend=transformers"),
+    (
+        ["scaling=longrope", "scaling.short_factor=[1,1]", "scaling.long_factor=[1,2]"],
+        "scaling.short_factor: has 2 numbers but this model rotates 32 pairs",
+    ),
+    (
+        ["scaling=yarn", "scaling.original_context_length=16384"],
+        "scaling.original_context_length: is 16384 but the model was trained on 8192 tokens",
+    ),
+    (["scaling=yarn", "scaling.mscale=1"], "scaling.mscale_all_dim: "),
+    (
+        ["scaling=llama3", "scaling.low_freq_factor=4", "scaling.high_freq_factor=2"],
+        "scaling.high_freq_factor: must be larger than scaling.low_freq_factor",
+    ),
+    (
+        ["backend=transformers", "backend.device=tpu"],
+        "backend.device: unknown value 'tpu'",
+    ),
+    (["backend=transformers", "model.path={bad}"], "has no config.json"),
+    (
         ["backend.type_v=q8_0", "backend.flash_attn=false"],
         "needs backend.flash_attn=true",
     ),

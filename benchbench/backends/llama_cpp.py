@@ -46,18 +46,23 @@ def _capture_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 llama_cpp.llama_log_set(_capture_log, ctypes.c_void_p(0))
 
 
+def open_vocab(model_path: Path) -> llama_cpp.Llama:
+    """The GGUF's tokenizer and metadata in llama.cpp, without its weights; close it after use."""
+    _log_lines.clear()
+    try:
+        return llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
+    except ValueError:
+        raise BackendError(
+            f"model.path: llama.cpp could not read '{model_path}': {_first_error()}"
+        ) from None
+
+
 def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
     """RoPE facts and the raw metadata of a GGUF file, without loading weights.
 
     The metadata also gets ``tokenizer.n_vocab``, the vocabulary size.
     """
-    _log_lines.clear()
-    try:
-        vocab = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
-    except ValueError:
-        raise BackendError(
-            f"model.path: llama.cpp could not read '{model_path}': {_first_error()}"
-        ) from None
+    vocab = open_vocab(model_path)
     metadata = dict(vocab.metadata)
     metadata["tokenizer.n_vocab"] = vocab.n_vocab()
     vocab.close()

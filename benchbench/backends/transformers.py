@@ -31,6 +31,19 @@ log = logging.getLogger(__name__)
 # the inverse frequencies live in float32 inside transformers
 RTOL = 1e-5
 
+# llama.cpp pre-tokenizers that cut every digit out on its own before the GPT-2
+# split (tokenizer.ggml.pre in the GGUF); transformers' GGUF conversion ignores
+# that key and keeps the GPT-2 split alone, so "\n   2" would become
+# "\n  " + " " + "2" instead of "\n   " + "2"
+DIGITS_FIRST = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone"}
+
+# text whose ids must come out the same from llama.cpp and from transformers:
+# digits after runs of spaces, code, contractions, tabs, blank lines, non-ASCII
+TOKENIZER_PROBE = (
+    "Tables:\n   2 1\n  x = f(12, 345)  # it's   fine\tdon't 3.14159\n\n"
+    "    return [a for a in range(10)]  Ünïcödé — ½ 42nd, 2024-12-04 <|im_start|>"
+)
+
 
 def _import_torch():
     try:
@@ -48,6 +61,54 @@ def load_source(model_path: Path) -> tuple[str, dict]:
     if model_path.is_file():
         return str(model_path.parent), {"gguf_file": model_path.name}
     return str(model_path), {}
+
+
+def match_llama_cpp_tokenizer(tokenizer, gguf_path: Path) -> dict:
+    """Make transformers' tokenizer for a GGUF split text as llama.cpp does, and check it.
+
+    Repairs the one known gap (the digit split, see ``DIGITS_FIRST``) and then
+    compares both on ``TOKENIZER_PROBE``; any other difference is refused, since
+    the model would be fed ids it was not trained on.
+    """
+    from tokenizers import pre_tokenizers
+
+    from benchbench.backends.llama_cpp import open_vocab
+
+    vocab = open_vocab(gguf_path)
+    try:
+        pre = vocab.metadata.get("tokenizer.ggml.pre")
+        backend = tokenizer.backend_tokenizer
+        repaired = pre in DIGITS_FIRST and isinstance(
+            backend.pre_tokenizer, pre_tokenizers.ByteLevel
+        )
+        if repaired:
+            backend.pre_tokenizer = pre_tokenizers.Sequence(
+                [
+                    pre_tokenizers.Digits(individual_digits=True),
+                    pre_tokenizers.ByteLevel(
+                        add_prefix_space=False, trim_offsets=True, use_regex=True
+                    ),
+                ]
+            )
+        theirs = vocab.tokenize(
+            TOKENIZER_PROBE.encode("utf-8"), add_bos=False, special=False
+        )
+    finally:
+        vocab.close()
+    ours = tokenizer(
+        TOKENIZER_PROBE, add_special_tokens=False, split_special_tokens=True
+    )["input_ids"]
+    if ours != theirs:
+        at = next(
+            (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
+            min(len(ours), len(theirs)),
+        )
+        raise BackendError(
+            f"model.path: transformers' reading of the GGUF tokenizer (pre-tokenizer '{pre}') splits text "
+            f"differently from llama.cpp's (first at token {at}); load the original checkpoint folder "
+            "with model.path=... or use backend=llama_cpp"
+        )
+    return {"gguf_pre_tokenizer": pre, "pre_tokenizer_repaired": repaired}
 
 
 class TransformersBackend(Backend):
@@ -90,6 +151,11 @@ class TransformersBackend(Backend):
             self._tokenizer = transformers.AutoTokenizer.from_pretrained(
                 source, **kwargs
             )
+            self._tokenizer_check = (
+                match_llama_cpp_tokenizer(self._tokenizer, model_path)
+                if model_path.is_file()
+                else {}
+            )
             self._model = transformers.AutoModelForCausalLM.from_pretrained(
                 source,
                 config=config,
@@ -121,6 +187,7 @@ class TransformersBackend(Backend):
             "chunk_tokens": self._chunk,
             "n_threads": torch.get_num_threads(),
             "prefix_cache": cfg.prefix_cache,
+            **self._tokenizer_check,
         }
         self._effective = self._pin_rope(self._reference_length(n_ctx))
 
