@@ -108,6 +108,13 @@ def check_scaling(settings: Settings, rope) -> None:
     resolve(settings.scaling, rope)
     if settings.backend.name == "llama_cpp":
         llama_cpp_params(settings.scaling, rope)
+    elif rope.rope_freqs is not None or rope.freq_scale_train != 1.0:
+        # transformers' GGUF loader reads neither, and would rotate plainly
+        raise ConfigError(
+            "backend",
+            "the GGUF scales its own RoPE (a rope_freqs tensor or rope.scaling.factor), which "
+            "transformers' GGUF loader drops; use backend=llama_cpp or the original checkpoint folder",
+        )
 
 
 def run(

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 from benchbench.backends.base import Backend, Generation, TokenScores
 from benchbench.config import BackendConfig, ScalingConfig
 from benchbench.errors import BackendError, ConfigError
+from benchbench.gguf_tensors import read_f32_tensor
 from benchbench.scaling import RopeInfo, reference, resolve
 from benchbench.scaling.llama_cpp import applied_rope, expected_rope, llama_cpp_params
 
@@ -79,12 +81,18 @@ def read_rope_info(model_path: Path) -> tuple[RopeInfo, dict]:
         for key in ("beta_fast", "beta_slow")
         if (name := f"{arch}.rope.scaling.yarn_{key}") in metadata
     }
+    try:
+        freqs = read_f32_tensor(model_path, "rope_freqs.weight")
+    except (ValueError, struct.error) as err:
+        raise BackendError(f"model.path: cannot read '{model_path}': {err}") from None
     info = RopeInfo(
         rope_theta=theta,
         rope_dimensions=int(dims),
         trained_context_length=int(metadata[f"{arch}.context_length"]),
         freq_scale_train=1.0 / scale_factor,
         **betas,
+        file_scaling_type=str(metadata.get(f"{arch}.rope.scaling.type", "none")),
+        rope_freqs=None if freqs is None else tuple(float(f) for f in freqs),
     )
     return info, metadata
 

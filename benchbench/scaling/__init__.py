@@ -50,6 +50,11 @@ class RopeInfo:
     # YaRN ramp bounds stored in the model file, if any
     yarn_beta_fast: float | None = None
     yarn_beta_slow: float | None = None
+    # the scaling type the file itself declares (GGUF rope.scaling.type)
+    file_scaling_type: str = "none"
+    # per-pair divisors of the frequencies stored in the file as a tensor
+    # (GGUF rope_freqs.weight; Llama 3.1 files carry their llama3 scaling so)
+    rope_freqs: tuple[float, ...] | None = None
 
 
 def is_length_dependent(method: str) -> bool:
@@ -68,6 +73,19 @@ def resolve(scaling: ScalingConfig, rope: RopeInfo) -> ScalingConfig:
     Defaults come from the model file first (original context, YaRN betas),
     then from the method's paper.
     """
+    if rope.file_scaling_type not in ("none", "linear"):
+        raise ConfigError(
+            "model.path",
+            f"the model file applies its own RoPE scaling (rope.scaling.type={rope.file_scaling_type}), "
+            "which benchbench cannot check; use a file without it",
+        )
+    if rope.rope_freqs is not None and scaling.method != "none":
+        raise ConfigError(
+            "scaling.method",
+            "the model file already rescales every rotary pair (a rope_freqs tensor, as Llama 3.1 "
+            f"GGUF files carry); '{scaling.method}' would be stacked on top of it. Use scaling=none, "
+            "or load the original checkpoint folder with backend=transformers",
+        )
     original = scaling.original_context_length or rope.trained_context_length
     if original > rope.trained_context_length:
         raise ConfigError(

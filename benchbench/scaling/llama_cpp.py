@@ -118,6 +118,9 @@ def applied_rope(
     d = rope.rope_dimensions
     pairs = np.arange(d // 2)
     extrapolated = freq_base ** (-2.0 * pairs / d)
+    if rope.rope_freqs is not None:
+        # ggml divides each pair by the file's factor before any scaling
+        extrapolated = extrapolated / np.asarray(rope.rope_freqs)
     interpolated = freq_scale * extrapolated
     if scaling.method != "yarn":
         return {"inv_freq": interpolated.tolist(), "attention_factor": 1.0}

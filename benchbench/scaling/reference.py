@@ -164,7 +164,11 @@ def inv_freq(
     method, s, d = scaling.method, scaling.factor, rope.rope_dimensions
     original = scaling.original_context_length
     if method == "none":
-        return plain_inv_freq(rope.rope_theta, d) * rope.freq_scale_train
+        # as the file stores it: its linear scale and per-pair divisors, if any
+        stored = plain_inv_freq(rope.rope_theta, d) * rope.freq_scale_train
+        if rope.rope_freqs is not None:
+            stored = stored / np.asarray(rope.rope_freqs)
+        return stored
     if method == "linear":
         return plain_inv_freq(rope.rope_theta, d) / s
     if method in ("ntk", "dynamic"):
