@@ -6,11 +6,14 @@ continuation. Everything a backend needs to know about positions and RoPE is
 fixed when it is constructed.
 """
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from benchbench.errors import BackendError
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,35 @@ class Generation:
     finish_reason: str
     # prompt tokens whose keys and values were reused from the previous request
     reused_tokens: int = 0
+
+
+def shared_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
+    """How many leading tokens a new prompt shares with the cached ones.
+
+    At most ``len(tokens) - 1``: the last token is always fed again, since its
+    logits are needed.
+    """
+    kept, limit = 0, min(len(cached), len(tokens) - 1)
+    while kept < limit and cached[kept] == tokens[kept]:
+        kept += 1
+    return kept
+
+
+def check_rope(engine: str, got: dict, want: dict, method: str) -> None:
+    """Stop when the frequencies or attention factor an engine applies are not the reference's."""
+    if not np.allclose(got["inv_freq"], want["inv_freq"], rtol=1e-5, atol=0):
+        worst = int(np.argmax(np.abs(np.subtract(got["inv_freq"], want["inv_freq"]))))
+        raise BackendError(
+            f"{engine} rotates pair {worst} at {got['inv_freq'][worst]:.9g} rad/token but "
+            f"scaling={method} asks for {want['inv_freq'][worst]:.9g}; the scaling was not applied"
+        )
+    if not math.isclose(
+        got["attention_factor"], want["attention_factor"], rel_tol=1e-6
+    ):
+        raise BackendError(
+            f"{engine} applies attention factor {got['attention_factor']:.9g} but "
+            f"scaling={method} asks for {want['attention_factor']:.9g}"
+        )
 
 
 @dataclass(frozen=True)
@@ -89,11 +121,57 @@ class Backend(ABC):
     def version(self) -> str:
         """The engine and its version, as one string (it keys the provenance)."""
 
-    @abstractmethod
     def generate(
         self, tokens: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()
     ) -> Generation:
         """Greedy (argmax) continuation of ``tokens``."""
+        tokens = list(tokens)
+        self.check_fits(len(tokens) + max_new_tokens)
+        kept, logits = self._prefill(tokens, max_new_tokens)
+
+        new: list[int] = []
+        finish = "max_new_tokens"
+        while len(new) < max_new_tokens:
+            token = int(np.argmax(logits))
+            if self._ends_generation(token):
+                finish = "eog"
+                break
+            new.append(token)
+            if any(s in self.detokenize(new) for s in stop):
+                finish = "stop"
+                break
+            if len(new) < max_new_tokens:
+                logits = self._extend(token)
+        return Generation(
+            text=self.detokenize(new),
+            tokens=new,
+            finish_reason=finish,
+            reused_tokens=kept,
+        )
+
+    def check_fits(self, n_tokens: int) -> None:
+        """Refuse a sequence longer than the context; nothing is ever cut."""
+        if n_tokens > self.n_ctx:
+            raise BackendError(
+                f"{n_tokens} tokens do not fit the context of {self.n_ctx}; raise backend.n_ctx"
+            )
+
+    # the three steps of greedy decoding each backend supplies
+
+    @abstractmethod
+    def _prefill(
+        self, tokens: list[int], max_new_tokens: int
+    ) -> tuple[int, np.ndarray]:
+        """Feed a prompt; return how many of its tokens were reused from the
+        cache and the logits (n_vocab,) of its last token."""
+
+    @abstractmethod
+    def _extend(self, token: int) -> np.ndarray:
+        """Feed one generated token after everything fed so far; return its logits."""
+
+    @abstractmethod
+    def _ends_generation(self, token: int) -> bool:
+        """Whether ``token`` ends generation (end of sequence, end of turn)."""
 
     @abstractmethod
     def chat_template(self) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from benchbench.backends.base import Backend, Generation, TokenScores
+from benchbench.backends.base import Backend, TokenScores, check_rope, shared_prefix
 from benchbench.config import BackendConfig, ScalingConfig
 from benchbench.errors import BackendError, ConfigError
 from benchbench.gguf_tensors import read_f32_tensor
@@ -242,23 +242,8 @@ class LlamaCppBackend(Backend):
         # the context reports the base and scale it settled on; a difference
         # means the scaling was not applied as configured
         self._check_logged(expected)
-        got = self.effective_rope()
         want = reference.effective(self._scaling, self._rope)
-        if not np.allclose(got["inv_freq"], want["inv_freq"], rtol=1e-5, atol=0):
-            worst = int(
-                np.argmax(np.abs(np.subtract(got["inv_freq"], want["inv_freq"])))
-            )
-            raise BackendError(
-                f"llama.cpp rotates pair {worst} at {got['inv_freq'][worst]:.9g} rad/token but "
-                f"scaling={self._scaling.method} asks for {want['inv_freq'][worst]:.9g}"
-            )
-        if not math.isclose(
-            got["attention_factor"], want["attention_factor"], rel_tol=1e-6
-        ):
-            raise BackendError(
-                f"llama.cpp applies attention factor {got['attention_factor']:.9g} but "
-                f"scaling={self._scaling.method} asks for {want['attention_factor']:.9g}"
-            )
+        check_rope("llama.cpp", self.effective_rope(), want, self._scaling.method)
 
     def effective_rope(self, seq_len: int | None = None) -> dict:
         # every method llama.cpp runs is length-independent, so seq_len changes nothing
@@ -305,12 +290,6 @@ class LlamaCppBackend(Backend):
         return self._llm.metadata.get("tokenizer.chat_template")
 
     # forward passes
-
-    def _check_fits(self, n_tokens: int) -> None:
-        if n_tokens > self.n_ctx:
-            raise BackendError(
-                f"{n_tokens} tokens do not fit the context of {self.n_ctx}; raise backend.n_ctx"
-            )
 
     def _decode(
         self, tokens: Sequence[int], start: int, all_logits: bool
@@ -363,10 +342,7 @@ class LlamaCppBackend(Backend):
         if not self._prefix_cache:
             self._reset()
             return 0
-        kept = 0
-        limit = min(len(self._cached), len(tokens) - 1)
-        while kept < limit and self._cached[kept] == tokens[kept]:
-            kept += 1
+        kept = shared_prefix(self._cached, tokens)
         memory = llama_cpp.llama_get_memory(self._ctx)
         if not llama_cpp.llama_memory_seq_rm(memory, 0, kept, -1):
             self._reset()
@@ -376,7 +352,7 @@ class LlamaCppBackend(Backend):
 
     def score(self, tokens: Sequence[int]) -> TokenScores:
         tokens = list(tokens)
-        self._check_fits(len(tokens))
+        self.check_fits(len(tokens))
         self._reset()
         out = np.empty(len(tokens) - 1, dtype=np.float64)
         argmax = np.empty(len(tokens) - 1, dtype=np.int64)
@@ -403,39 +379,21 @@ class LlamaCppBackend(Backend):
                 argmax[at : at + size] = block.argmax(axis=1)
         return TokenScores(logprobs=out, argmax=argmax)
 
-    def generate(
-        self, tokens: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()
-    ) -> Generation:
-        tokens = list(tokens)
-        self._check_fits(len(tokens) + max_new_tokens)
+    def _prefill(self, tokens: list[int], max_new_tokens: int):
         # a prompt that starts like the previous one (same haystack, needle
         # further on) reuses the cache for the shared part
         kept = self._keep_prefix(tokens)
         *_, (_, rows) = self._decode(tokens[kept:], kept, all_logits=False)
         self._cached = list(tokens)
+        return kept, rows[0]
 
-        new: list[int] = []
-        finish = "max_new_tokens"
-        while len(new) < max_new_tokens:
-            token = int(np.argmax(rows[0]))
-            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                finish = "eog"
-                break
-            new.append(token)
-            if any(s in self.detokenize(new) for s in stop):
-                finish = "stop"
-                break
-            if len(new) < max_new_tokens:
-                *_, (_, rows) = self._decode(
-                    [token], len(tokens) + len(new) - 1, all_logits=False
-                )
-                self._cached.append(token)
-        return Generation(
-            text=self.detokenize(new),
-            tokens=new,
-            finish_reason=finish,
-            reused_tokens=kept,
-        )
+    def _extend(self, token: int) -> np.ndarray:
+        *_, (_, rows) = self._decode([token], len(self._cached), all_logits=False)
+        self._cached.append(token)
+        return rows[0]
+
+    def _ends_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     # bookkeeping
 

@@ -13,14 +13,13 @@ sequence exist at once: peak memory grows with the chunk, not with the length.
 """
 
 import logging
-import math
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
-from benchbench.backends.base import Backend, Generation, TokenScores
+from benchbench.backends.base import Backend, TokenScores, check_rope, shared_prefix
 from benchbench.config import BackendConfig, ScalingConfig
 from benchbench.errors import BackendError
 from benchbench.scaling import RopeInfo, is_length_dependent, reference, resolve
@@ -28,8 +27,6 @@ from benchbench.scaling.transformers import max_position_embeddings, rope_parame
 
 log = logging.getLogger(__name__)
 
-# the inverse frequencies live in float32 inside transformers
-RTOL = 1e-5
 
 # llama.cpp pre-tokenizers that cut every digit out on its own before the GPT-2
 # split (tokenizer.ggml.pre in the GGUF); transformers' GGUF conversion ignores
@@ -240,21 +237,7 @@ class TransformersBackend(Backend):
             "attention_factor": float(rotary.attention_scaling),
         }
         want = reference.effective(self._scaling, self._rope, seq_len)
-        if not np.allclose(effective["inv_freq"], want["inv_freq"], rtol=RTOL, atol=0):
-            worst = int(
-                np.argmax(np.abs(np.subtract(effective["inv_freq"], want["inv_freq"])))
-            )
-            raise BackendError(
-                f"transformers rotates pair {worst} at {effective['inv_freq'][worst]:.9g} rad/token but "
-                f"scaling={self._scaling.method} asks for {want['inv_freq'][worst]:.9g}; the scaling was not applied"
-            )
-        if not math.isclose(
-            effective["attention_factor"], want["attention_factor"], rel_tol=1e-6
-        ):
-            raise BackendError(
-                f"transformers applies attention factor {effective['attention_factor']:.9g} but "
-                f"scaling={self._scaling.method} asks for {want['attention_factor']:.9g}"
-            )
+        check_rope("transformers", effective, want, self._scaling.method)
         return effective
 
     def effective_rope(self, seq_len: int | None = None) -> dict:
@@ -296,12 +279,6 @@ class TransformersBackend(Backend):
 
     # forward passes
 
-    def _check_fits(self, n_tokens: int) -> None:
-        if n_tokens > self.n_ctx:
-            raise BackendError(
-                f"{n_tokens} tokens do not fit the context of {self.n_ctx}; raise backend.n_ctx"
-            )
-
     def _drop_cache(self) -> None:
         self._cache = None
         self._cached = []
@@ -334,7 +311,7 @@ class TransformersBackend(Backend):
     def score(self, tokens: Sequence[int]) -> TokenScores:
         torch = self._torch
         tokens = list(tokens)
-        self._check_fits(len(tokens))
+        self.check_fits(len(tokens))
         self._pin_rope(self._reference_length(len(tokens)))
         self._drop_cache()
         n = len(tokens) - 1
@@ -361,10 +338,7 @@ class TransformersBackend(Backend):
         if not self._prefix_cache or self._cache is None:
             self._drop_cache()
             return 0
-        kept = 0
-        limit = min(len(self._cached), len(tokens) - 1)
-        while kept < limit and self._cached[kept] == tokens[kept]:
-            kept += 1
+        kept = shared_prefix(self._cached, tokens)
         if kept == 0:
             self._drop_cache()
             return 0
@@ -375,38 +349,23 @@ class TransformersBackend(Backend):
         self._cached = self._cached[:kept]
         return kept
 
-    def generate(
-        self, tokens: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()
-    ) -> Generation:
-        torch = self._torch
-        tokens = list(tokens)
-        self._check_fits(len(tokens) + max_new_tokens)
+    def _prefill(self, tokens: list[int], max_new_tokens: int):
         # a length-dependent method rotates for the whole sequence the request reaches
         self._pin_rope(self._reference_length(len(tokens) + max_new_tokens))
         kept = self._keep_prefix(tokens)
-        new: list[int] = []
-        finish = "max_new_tokens"
-        with torch.inference_mode():
+        with self._torch.inference_mode():
             *_, (_, logits) = self._forward(tokens[kept:], kept)
-            self._cached = list(tokens)
-            while len(new) < max_new_tokens:
-                token = int(logits[-1].argmax())
-                if token in self._eog:
-                    finish = "eog"
-                    break
-                new.append(token)
-                if any(s in self.detokenize(new) for s in stop):
-                    finish = "stop"
-                    break
-                if len(new) < max_new_tokens:
-                    *_, (_, logits) = self._forward([token], len(self._cached))
-                    self._cached.append(token)
-        return Generation(
-            text=self.detokenize(new),
-            tokens=new,
-            finish_reason=finish,
-            reused_tokens=kept,
-        )
+        self._cached = list(tokens)
+        return kept, logits[-1].cpu().numpy()
+
+    def _extend(self, token: int) -> np.ndarray:
+        with self._torch.inference_mode():
+            *_, (_, logits) = self._forward([token], len(self._cached))
+        self._cached.append(token)
+        return logits[-1].cpu().numpy()
+
+    def _ends_generation(self, token: int) -> bool:
+        return token in self._eog
 
     # bookkeeping
 
