@@ -105,12 +105,23 @@ def preflight(argv: list[str]) -> list[str]:
     return argv
 
 
-def compose_or_fail(config_name: str, schema: type, overrides: list[str]):
-    """Compose ``conf/<config_name>.yaml`` with ``overrides`` into a validated ``schema``.
+def compose_or_fail(config_name: str, schema: type, argv: list[str], usage: str = ""):
+    """Compose ``conf/<config_name>.yaml`` with the overrides in ``argv`` into a validated ``schema``.
 
     For the helper commands (``benchbench.rope``, ``benchbench.parity``), which
-    need config groups but no run folder of Hydra's.
+    need config groups but no run folder of Hydra's. ``--help`` prints
+    ``usage``; ``--cfg job`` prints the composed config; both then exit.
     """
+    if {"-h", "--help"} & set(argv):
+        print(usage.strip())
+        sys.exit(0)
+    show_config = "--cfg" in argv
+    overrides = [a for a in argv if a not in ("--cfg", "job")]
+    flags = [a for a in overrides if a.startswith("-")]
+    if flags:
+        fail(
+            f"{flags[0]}: unknown flag; this command takes --help, --cfg job and key=value overrides"
+        )
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=overrides)
@@ -118,6 +129,9 @@ def compose_or_fail(config_name: str, schema: type, overrides: list[str]):
         fail(one_line(err))
     except AssertionError:
         fail("an override sets a key of a config option that is not selected")
+    if show_config:
+        print(OmegaConf.to_yaml(cfg))
+        sys.exit(0)
     try:
         return to_settings(cfg, schema)
     except BenchError as err:

@@ -8,6 +8,7 @@ Range checks that a type cannot express live in each schema's ``validate``;
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ from benchbench.errors import ConfigError
 SCALING_METHODS = ("none", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
 BACKENDS = ("llama_cpp", "transformers")
 DEVICES = ("cpu", "cuda", "mps")
+# a device, optionally with an index as in cuda:1
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda|mps)(:\d+)?$")
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 BOS_POLICIES = ("model", "always", "never")
@@ -94,14 +97,17 @@ class BackendConfig:
                 "backend.name",
                 f"unknown backend '{self.name}'; use one of {', '.join(BACKENDS)}",
             )
+        if not DEVICE_PATTERN.match(self.device):
+            raise ConfigError(
+                "backend.device",
+                f"unknown value '{self.device}'; use cpu, cuda, cuda:N or mps",
+            )
         for key, allowed in (
-            ("device", DEVICES),
             ("dtype", DTYPES),
             ("attn_implementation", ATTENTION_IMPLEMENTATIONS),
         ):
             value = getattr(self, key)
-            # a device may name its index, as in cuda:1
-            if value.split(":")[0] not in allowed:
+            if value not in allowed:
                 raise ConfigError(
                     f"backend.{key}",
                     f"unknown value '{value}'; use one of {', '.join(allowed)}",
@@ -197,6 +203,15 @@ class ScalingConfig:
                 "scaling.original_context_length",
                 f"must be positive, got {self.original_context_length}",
             )
+        if self.original_context_length is not None and self.method in (
+            "none",
+            "linear",
+            "ntk",
+        ):
+            raise ConfigError(
+                "scaling.original_context_length",
+                f"is not read by scaling={self.method}, whose rotations do not depend on it; unset it",
+            )
         own = METHOD_KEYS.get(self.method, ())
         for key in sorted({k for keys in METHOD_KEYS.values() for k in keys}):
             if key not in own and getattr(self, key) is not None:
@@ -219,12 +234,9 @@ class ScalingConfig:
                 raise ConfigError(
                     f"scaling.{key}", f"must be a positive number, got {value}"
                 )
-        if (self.beta_fast or 32.0) <= (self.beta_slow or 1.0):
-            raise ConfigError(
-                "scaling.beta_fast",
-                f"must be larger than scaling.beta_slow ({self.beta_fast or 32.0:g} <= {self.beta_slow or 1.0:g}); "
-                "are they reversed?",
-            )
+        _check_order(
+            "beta_slow", self.beta_slow, 1.0, "beta_fast", self.beta_fast, 32.0
+        )
         if self.attention_factor is not None and self.mscale is not None:
             raise ConfigError(
                 "scaling.mscale",
@@ -235,12 +247,14 @@ class ScalingConfig:
                 "scaling.mscale_all_dim",
                 "scaling.mscale and scaling.mscale_all_dim go together; set both or neither",
             )
-        if (self.high_freq_factor or 4.0) <= (self.low_freq_factor or 1.0):
-            raise ConfigError(
-                "scaling.high_freq_factor",
-                f"must be larger than scaling.low_freq_factor "
-                f"({self.high_freq_factor or 4.0:g} <= {self.low_freq_factor or 1.0:g})",
-            )
+        _check_order(
+            "low_freq_factor",
+            self.low_freq_factor,
+            1.0,
+            "high_freq_factor",
+            self.high_freq_factor,
+            4.0,
+        )
         if self.method == "longrope":
             for key in ("short_factor", "long_factor"):
                 values = getattr(self, key)
@@ -260,6 +274,23 @@ class ScalingConfig:
                     "scaling.long_factor",
                     f"has {len(self.long_factor)} numbers but scaling.short_factor has {len(self.short_factor)}",
                 )
+
+
+def _check_order(low_key, low, low_default, high_key, high, high_default) -> None:
+    """Refuse a pair whose lower bound is not below its upper one, naming a key the user set."""
+    low_value = low if low is not None else low_default
+    high_value = high if high is not None else high_default
+    if high_value > low_value:
+        return
+    if high is None:
+        raise ConfigError(
+            f"scaling.{low_key}",
+            f"must be smaller than scaling.{high_key} (default {high_default:g}), got {low_value:g}",
+        )
+    raise ConfigError(
+        f"scaling.{high_key}",
+        f"must be larger than scaling.{low_key} ({high_value:g} <= {low_value:g}); are they reversed?",
+    )
 
 
 @dataclass

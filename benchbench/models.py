@@ -98,15 +98,26 @@ def read_model_info(path: Path) -> tuple[RopeInfo, dict]:
         from benchbench.backends.llama_cpp import read_rope_info
 
         return read_rope_info(path)
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    heads = config["num_attention_heads"]
-    head_dim = config.get("head_dim") or config["hidden_size"] // heads
-    info = RopeInfo(
-        rope_theta=float(rope.get("rope_theta") or config.get("rope_theta", 10000.0)),
-        rope_dimensions=int(head_dim * rope.get("partial_rotary_factor", 1.0)),
-        trained_context_length=int(config["max_position_embeddings"]),
-    )
+    where = path / "config.json"
+    try:
+        config = json.loads(where.read_text(encoding="utf-8"))
+        rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+        heads = config["num_attention_heads"]
+        head_dim = config.get("head_dim") or config["hidden_size"] // heads
+        info = RopeInfo(
+            rope_theta=float(
+                rope.get("rope_theta") or config.get("rope_theta", 10000.0)
+            ),
+            rope_dimensions=int(head_dim * rope.get("partial_rotary_factor", 1.0)),
+            trained_context_length=int(config["max_position_embeddings"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        what = f"lacks {err}" if isinstance(err, KeyError) else f"is not valid ({err})"
+        raise ConfigError(
+            "model.path",
+            f"'{where}' {what}; a RoPE model's config needs num_attention_heads, hidden_size "
+            "and max_position_embeddings",
+        ) from None
     return info, {"general.architecture": config.get("model_type"), **config}
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 from hydra.core.config_store import ConfigStore
 
 from benchbench.backends import open_backend
-from benchbench.cli import compose_or_fail, fail
+from benchbench.cli import check_writable, compose_or_fail, fail
 from benchbench.config import BackendConfig, CorpusConfig, ModelConfig, ScalingConfig
 from benchbench.corpus import load_corpus
 from benchbench.errors import BenchError, ConfigError
@@ -79,6 +79,12 @@ class ParityCommand:
         if not lengths or any(n < 2 for n in lengths):
             raise ConfigError(
                 "context_lengths", f"give lengths of at least 2 tokens, got {lengths}"
+            )
+        if len(set(lengths)) != len(lengths):
+            raise ConfigError("context_lengths", f"has duplicates: {lengths}")
+        if not self.results_dir.strip():
+            raise ConfigError(
+                "results_dir", "is empty; name a folder, e.g. results_dir=results"
             )
         for key, value in vars(self.tolerance).items():
             if not (math.isfinite(value) and value >= 0):
@@ -162,7 +168,16 @@ def run_parity(cmd: ParityCommand, run_dir: Path) -> pd.DataFrame:
     rope, _ = read_model_info(model_path)
     check_model_matches(rope, cmd.model.trained_context_length, cmd.model.rope_theta)
     for key in ("llama_cpp", "transformers"):
-        check_scaling(_BackendView(getattr(cmd, key), cmd.scaling), rope)
+        try:
+            check_scaling(_BackendView(getattr(cmd, key), cmd.scaling), rope)
+        except ConfigError as err:
+            if key == "llama_cpp" and err.key == "scaling.method":
+                raise ConfigError(
+                    "scaling.method",
+                    f"parity needs both backends, and llama.cpp cannot apply '{cmd.scaling.method}'; "
+                    "compare a method both can run (none, linear, ntk, yarn)",
+                ) from None
+            raise
     corpus = load_corpus(cmd.corpus)
     longest = max(cmd.context_lengths)
 
@@ -268,8 +283,12 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, stream=sys.stderr, format="[%(name)s] %(message)s"
     )
     cmd = compose_or_fail(
-        "parity", ParityCommand, sys.argv[1:] if argv is None else argv
+        "parity", ParityCommand, sys.argv[1:] if argv is None else argv, __doc__
     )
+    try:
+        check_writable(Path(cmd.results_dir))
+    except BenchError as err:
+        fail(str(err))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = (
         Path(cmd.results_dir) / f"{stamp}-parity-{cmd.model.name}-{cmd.scaling.method}"

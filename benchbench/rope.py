@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         cmd = compose_or_fail(
-            "rope", RopeCommand, sys.argv[1:] if argv is None else argv
+            "rope", RopeCommand, sys.argv[1:] if argv is None else argv, __doc__
         )
         result = effective_rope(cmd)
     except BenchError as err:

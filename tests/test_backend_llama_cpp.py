@@ -103,3 +103,20 @@ def test_tokenizer_facts(smollm2):
     )
     assert smollm2.tokenize("<|im_start|>", special=True) == [1]
     assert smollm2.detokenize(smollm2.tokenize("Hello world")) == "Hello world"
+
+
+@pytest.mark.skipif(
+    llama_cpp.llama_supports_gpu_offload(), reason="this build can offload to a GPU"
+)
+def test_gpu_layers_on_a_cpu_build_are_refused(smollm2_path):
+    from benchbench.backends.llama_cpp import LlamaCppBackend, read_rope_info
+    from benchbench.config import BackendConfig, ScalingConfig
+    from benchbench.errors import ConfigError
+
+    rope, _ = read_rope_info(smollm2_path)
+    with pytest.raises(
+        ConfigError, match="backend.n_gpu_layers: this llama-cpp-python"
+    ):
+        LlamaCppBackend(
+            smollm2_path, rope, BackendConfig(n_gpu_layers=-1), ScalingConfig(), 256
+        )

@@ -130,6 +130,9 @@ def bad_files(tmp_path_factory, smollm2_path) -> Path:
         b"GGUF\x03\x00\x00\x00" + bytes(range(256)) * 16
     )
     (root / "a_file").write_text("not a folder")
+    for name, text in {"config_empty": "{}", "config_broken": "{"}.items():
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(text)
     (root / "no_sentences.txt").write_text("word " * 20000)
     for name, needle in {"brace": " The key { is {passkey}.", "latin1": None}.items():
         folder = root / f"template_{name}"
@@ -155,7 +158,10 @@ def bad_files(tmp_path_factory, smollm2_path) -> Path:
 
 # (overrides, what the one error line must say); {bad} is the bad_files folder
 BAD_INPUT = [
-    (["model=gpt5"], "model=gpt5: no such option; choose one of llama3, smollm2"),
+    (
+        ["model=gpt5"],
+        "model=gpt5: no such option; choose one of custom, llama3, smollm2",
+    ),
     (["scaling=rope9"], "scaling=rope9: no such option"),
     (["task=[passkey,trivia]"], "task=trivia: no such option"),
     (["sweep=huge"], "sweep=huge: no such option"),
@@ -260,13 +266,38 @@ BAD_INPUT = [
     (["scaling=yarn", "scaling.mscale=1"], "scaling.mscale_all_dim: "),
     (
         ["scaling=llama3", "scaling.low_freq_factor=4", "scaling.high_freq_factor=2"],
-        "scaling.high_freq_factor: must be larger than scaling.low_freq_factor",
+        "scaling.high_freq_factor: must be larger than scaling.low_freq_factor (2 <= 4)",
     ),
     (
         ["backend=transformers", "backend.device=tpu"],
         "backend.device: unknown value 'tpu'",
     ),
     (["backend=transformers", "model.path={bad}"], "has no config.json"),
+    (
+        ["backend=transformers", "model=custom", "model.path={bad}/config_empty"],
+        "model.path: '{bad}/config_empty/config.json' lacks 'num_attention_heads'",
+    ),
+    (
+        ["backend=transformers", "model=custom", "model.path={bad}/config_broken"],
+        "config.json' is not valid",
+    ),
+    (["model=custom"], "model.path: model 'custom' needs a GGUF file"),
+    (
+        ["backend=transformers", "backend.device=cuda:abc"],
+        "backend.device: unknown value 'cuda:abc'",
+    ),
+    (
+        ["backend=transformers", "backend.attn_implementation=flash_attention_2"],
+        "backend.attn_implementation: flash_attention_2 needs a CUDA device",
+    ),
+    (
+        ["scaling=linear", "scaling.original_context_length=4096"],
+        "scaling.original_context_length: is not read by scaling=linear",
+    ),
+    (
+        ["scaling=yarn", "scaling.beta_slow=40"],
+        "scaling.beta_slow: must be smaller than scaling.beta_fast (default 32), got 40",
+    ),
     (
         ["backend.type_v=q8_0", "backend.flash_attn=false"],
         "needs backend.flash_attn=true",
@@ -289,6 +320,7 @@ BAD_INPUT = [
 )
 def test_bad_input_gives_one_line(tmp_path, bad_files, overrides, message):
     overrides = [o.replace("{bad}", str(bad_files)) for o in overrides]
+    message = message.replace("{bad}", str(bad_files))
     result = benchbench(tmp_path, "sweep=smoke", *overrides)
     assert result.returncode == 2, result.stderr
     lines = [

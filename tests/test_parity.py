@@ -59,7 +59,10 @@ def test_scored_sequence_has_one_bos():
 def test_methods_llama_cpp_cannot_run_are_refused(tmp_path):
     result = parity(tmp_path, "scaling=llama3")
     assert result.returncode == 2
-    assert "scaling.method: llama.cpp cannot apply 'llama3'" in result.stderr
+    assert (
+        "scaling.method: parity needs both backends, and llama.cpp cannot apply 'llama3'"
+        in result.stderr
+    )
     assert not (tmp_path / "results").exists() or not any(
         (tmp_path / "results").iterdir()
     )
@@ -95,3 +98,26 @@ def test_parity_with_yarn_below_and_above_a_short_original_context(tmp_path):
         assert row["scored_tokens"] == row["context_length"] - 1
         assert row["within_tolerance"], row
         assert row["scaling"] == "yarn" and row["scaling_factor"] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["context_lengths=[128,128]"], "context_lengths: has duplicates"),
+        (["results_dir="], "results_dir: is empty"),
+        (["tolerance.top1_agreement=2"], "tolerance.top1_agreement: is a share"),
+        (["llama_cpp.name=transformers"], "llama_cpp.name: must be llama_cpp"),
+    ],
+)
+def test_bad_parity_input_is_one_line(tmp_path, overrides, message):
+    result = parity(tmp_path, *overrides)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"benchbench: error: {message}")
+
+
+def test_results_dir_that_is_a_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = parity(tmp_path, f"results_dir={tmp_path / 'afile'}")
+    assert result.returncode == 2
+    assert "results_dir: " in result.stderr and "Traceback" not in result.stderr

@@ -76,3 +76,14 @@ def test_transformers_dynamic_ntk_at_a_given_length():
     )
     np.testing.assert_allclose(report["inv_freq"], want, rtol=1e-5)
     assert report["engine"]["rope_type"] == "dynamic"
+
+
+def test_help_and_cfg_job():
+    result = rope_command("--help")
+    assert result.returncode == 0
+    assert "python -m benchbench.rope" in result.stdout
+    result = rope_command("--cfg", "job", "scaling=yarn")
+    assert result.returncode == 0
+    assert "method: yarn" in result.stdout and "seq_len: null" in result.stdout
+    result = rope_command("--verbose")
+    assert result.returncode == 2 and "--verbose: unknown flag" in result.stderr

@@ -186,6 +186,12 @@ class LlamaCppBackend(Backend):
         scaling: ScalingConfig,
         n_ctx: int,
     ):
+        if cfg.n_gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
+            raise ConfigError(
+                "backend.n_gpu_layers",
+                "this llama-cpp-python was built without GPU offload; rebuild it with "
+                'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=on" bash scripts/setup.sh, or set backend.n_gpu_layers=0',
+            )
         self.n_ctx = n_ctx
         self._rope_params = llama_cpp_params(scaling, rope)
         self._rope = rope
@@ -431,11 +437,12 @@ def check_model_matches(
     ):
         raise ConfigError(
             "model.trained_context_length",
-            f"is {trained_context_length} but the GGUF says {rope.trained_context_length}",
+            f"is {trained_context_length} but the model file says {rope.trained_context_length}",
         )
     if rope_theta is not None and not math.isclose(
         rope_theta, rope.rope_theta, rel_tol=1e-6
     ):
         raise ConfigError(
-            "model.rope_theta", f"is {rope_theta} but the GGUF says {rope.rope_theta}"
+            "model.rope_theta",
+            f"is {rope_theta} but the model file says {rope.rope_theta}",
         )

@@ -21,9 +21,13 @@ import numpy as np
 
 from benchbench.backends.base import Backend, TokenScores, check_rope, shared_prefix
 from benchbench.config import BackendConfig, ScalingConfig
-from benchbench.errors import BackendError
+from benchbench.errors import BackendError, ConfigError
 from benchbench.scaling import RopeInfo, is_length_dependent, reference, resolve
-from benchbench.scaling.transformers import max_position_embeddings, rope_parameters
+from benchbench.scaling.transformers import (
+    max_position_embeddings,
+    rope_parameters,
+    scaling_overrides,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,36 @@ def _import_torch():
             f"backend=transformers needs torch and transformers ({err}); run `bash scripts/setup.sh`"
         ) from None
     return torch, transformers
+
+
+def check_device(torch, cfg: BackendConfig) -> None:
+    """Refuse a device or attention kernel this torch cannot use, before loading."""
+    kind = cfg.device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "backend.device",
+            "cuda was asked for but torch sees no CUDA GPU; set backend.device=cpu",
+        )
+    if kind == "cuda" and ":" in cfg.device:
+        index = int(cfg.device.split(":")[1])
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                "backend.device",
+                f"torch sees {torch.cuda.device_count()} CUDA GPUs, so there is no {cfg.device}",
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            "backend.device",
+            "this torch has no MPS (Apple GPU) support; set backend.device=cpu",
+        )
+    if cfg.attn_implementation == "flash_attention_2":
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is None or kind != "cuda":
+            raise ConfigError(
+                "backend.attn_implementation",
+                "flash_attention_2 needs a CUDA device and the flash-attn package; use sdpa",
+            )
 
 
 def load_source(model_path: Path) -> tuple[str, dict]:
@@ -129,10 +163,7 @@ class TransformersBackend(Backend):
         self._device = torch.device(cfg.device)
         self._chunk = min(cfg.n_ubatch, n_ctx)
         self._prefix_cache = cfg.prefix_cache
-        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendError(
-                "backend.device: cuda was asked for but torch sees no CUDA GPU; set backend.device=cpu"
-            )
+        check_device(torch, cfg)
         if cfg.n_threads:
             torch.set_num_threads(cfg.n_threads)
 
@@ -160,7 +191,7 @@ class TransformersBackend(Backend):
                 attn_implementation=cfg.attn_implementation,
                 **kwargs,
             ).to(self._device)
-        except (OSError, ValueError, ImportError, KeyError) as err:
+        except (OSError, ValueError, ImportError, KeyError, RuntimeError) as err:
             message = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise BackendError(
                 f"transformers could not load '{model_path}': {type(err).__name__}: {message}; check model.path"
@@ -191,12 +222,17 @@ class TransformersBackend(Backend):
     # RoPE
 
     def _check_own_scaling(self, scaling: ScalingConfig) -> None:
+        # benchbench writes rope_parameters whole; a checkpoint trained with a
+        # scaling must be run with that same method, given explicitly
         own = self._own_rope.get("rope_type", "default")
-        if own != "default":
-            raise BackendError(
-                f"scaling.method: the checkpoint already scales RoPE with rope_type '{own}' "
-                f"({self._own_rope}); benchbench replaces rope_parameters, so give that method "
-                f"and its parameters as scaling=... (got scaling={scaling.method})"
+        if own == "default":
+            return
+        overrides = scaling_overrides(self._own_rope)
+        if overrides[0] != f"scaling={scaling.method}":
+            raise ConfigError(
+                "scaling.method",
+                f"the checkpoint scales RoPE with rope_type '{own}'; run it with "
+                f"{' '.join(overrides)} (got scaling={scaling.method})",
             )
 
     def _find_rotary(self):

@@ -63,3 +63,35 @@ def max_position_embeddings(scaling: ScalingConfig, rope: RopeInfo) -> int:
     if scaling.method == "dynamic":
         return scaling.original_context_length
     return rope.trained_context_length
+
+
+# transformers rope_parameters keys -> benchbench scaling keys
+_KEYS = {
+    "factor": "factor",
+    "original_max_position_embeddings": "original_context_length",
+    "beta_fast": "beta_fast",
+    "beta_slow": "beta_slow",
+    "attention_factor": "attention_factor",
+    "mscale": "mscale",
+    "mscale_all_dim": "mscale_all_dim",
+    "short_factor": "short_factor",
+    "long_factor": "long_factor",
+    "low_freq_factor": "low_freq_factor",
+    "high_freq_factor": "high_freq_factor",
+}
+
+
+def scaling_overrides(params: dict) -> list[str]:
+    """The benchbench overrides that express a checkpoint's own ``rope_parameters``."""
+    method = {v: k for k, v in ROPE_TYPES.items() if k not in ("none", "ntk")}.get(
+        params.get("rope_type", "default"), params.get("rope_type")
+    )
+    overrides = [f"scaling={method}"]
+    for key, name in _KEYS.items():
+        value = params.get(key)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = "[" + ",".join(f"{v:g}" for v in value) + "]"
+        overrides.append(f"scaling.{name}={value}")
+    return overrides
