@@ -32,3 +32,8 @@ class RunError(BenchError):
 
 class RunInterrupted(BenchError):
     """The user stopped the run; finished cells are on disk."""
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line for a manifest's ``error``: a user error's own message, else its type too."""
+    return str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"

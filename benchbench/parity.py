@@ -32,7 +32,7 @@ from benchbench.backends import open_backend
 from benchbench.cli import check_writable, compose_or_fail, fail
 from benchbench.config import BackendConfig, CorpusConfig, ModelConfig, ScalingConfig
 from benchbench.corpus import load_corpus
-from benchbench.errors import BenchError, ConfigError
+from benchbench.errors import BenchError, ConfigError, failure_reason
 from benchbench.models import model_fingerprint, read_model_info, resolve_model_path
 from benchbench.records import Manifest, RecordWriter
 from benchbench.runner import check_model_matches, check_scaling, versions
@@ -199,11 +199,11 @@ def run_parity(cmd: ParityCommand, run_dir: Path) -> pd.DataFrame:
     )
     try:
         records = _measure(cmd, run_dir, manifest, model_path, rope, corpus, longest)
-    except BaseException as err:
-        reason = (
-            str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
-        )
-        manifest.finish("failed", error=reason)
+    except KeyboardInterrupt:
+        manifest.finish("interrupted", error="stopped by the user (Ctrl-C)")
+        raise
+    except Exception as err:
+        manifest.finish("failed", error=failure_reason(err))
         raise
     manifest.finish("complete")
     return records

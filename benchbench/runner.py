@@ -30,7 +30,12 @@ from benchbench.backends.llama_cpp import (
 )
 from benchbench.config import Settings
 from benchbench.corpus import Corpus, load_corpus
-from benchbench.errors import BenchError, ConfigError, RunError, RunInterrupted
+from benchbench.errors import (
+    ConfigError,
+    RunError,
+    RunInterrupted,
+    failure_reason,
+)
 from benchbench.models import (
     model_fingerprint,
     model_size,
@@ -187,10 +192,7 @@ def _run_locked(
         manifest.finish("interrupted", error="stopped by the user (Ctrl-C)")
         raise
     except Exception as err:
-        reason = (
-            str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
-        )
-        manifest.finish("failed", error=reason)
+        manifest.finish("failed", error=failure_reason(err))
         raise
     manifest.finish("complete")
     return records
