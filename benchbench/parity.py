@@ -250,6 +250,8 @@ def _measure(cmd, run_dir, manifest, model_path, rope, corpus, longest) -> pd.Da
             corpus=corpus.provenance(),
             tokenizers=tokenizers,
             tolerance=vars(cmd.tolerance),
+            cells_planned=len(cmd.context_lengths),
+            cells_done=0,
         )
         bos = llama.bos_token_id if llama.adds_bos else None
         with RecordWriter(run_dir / PARITY_RECORDS) as writer:
@@ -268,6 +270,7 @@ def _measure(cmd, run_dir, manifest, model_path, rope, corpus, longest) -> pd.Da
                     "seconds": time.perf_counter() - started,
                 }
                 writer.write_cell(f"parity/{length}", [record])
+                manifest.update(cells_done=manifest.content["cells_done"] + 1)
                 log.info("parity at %d tokens: %s", length, result)
     finally:
         llama.close()

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from benchbench.errors import BenchError, ConfigError
 from benchbench.report import figures
-from benchbench.report.load import find_runs, load_records
+from benchbench.report.load import find_runs, load_parity, load_records
 from benchbench.report.tables import (
     config_label,
     effective_lengths,
@@ -66,6 +66,8 @@ def build_report(cfg: ReportConfig) -> Path:
     """Write the report files; return the path of index.html."""
     runs = find_runs([Path(p) for p in cfg.inputs])
     records, left_out = load_records(runs)
+    parity, parity_left_out = load_parity(runs)
+    left_out.update(parity_left_out)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -81,6 +83,9 @@ def build_report(cfg: ReportConfig) -> Path:
     records.to_csv(out / "records.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     effective.to_csv(out / "effective_context.csv", index=False)
+    parity_table = _parity_table(parity)
+    if not parity.empty:
+        parity.to_csv(out / "parity.csv", index=False)
     (out / "leaderboard.md").write_text(
         (board.to_markdown() if not board.empty else "No complete run with records.")
         + "\n",
@@ -123,10 +128,43 @@ def build_report(cfg: ReportConfig) -> Path:
         runs_table=jinja2.utils.markupsafe.Markup(
             runs_table.to_html(index=False, classes="runs")
         ),
+        parity=jinja2.utils.markupsafe.Markup(
+            parity_table.to_html(index=False, classes="parity")
+        )
+        if not parity_table.empty
+        else "",
     )
     page = out / "index.html"
     page.write_text(html, encoding="utf-8")
     return page
+
+
+# parity record fields shown on the page, with their column titles
+PARITY_COLUMNS = {
+    "model": "model",
+    "scaling": "scaling",
+    "scaling_factor": "factor",
+    "context_length": "tokens",
+    "mean_abs_logprob": "mean |d log p| (nats)",
+    "max_abs_logprob": "max |d log p|",
+    "perplexity_llama_cpp": "perplexity llama.cpp",
+    "perplexity_transformers": "perplexity transformers",
+    "top1_agreement": "top-1 agreement",
+    "tokenizers_identical": "same token ids",
+    "within_tolerance": "within tolerance",
+}
+
+
+def _parity_table(parity: pd.DataFrame) -> pd.DataFrame:
+    if parity.empty:
+        return parity
+    table = parity.sort_values(["model", "scaling", "scaling_factor", "context_length"])
+    table = table[list(PARITY_COLUMNS)].rename(columns=PARITY_COLUMNS)
+    for column in ("mean |d log p| (nats)", "max |d log p|", "top-1 agreement"):
+        table[column] = table[column].map(lambda v: f"{v:.3f}")
+    for column in ("perplexity llama.cpp", "perplexity transformers"):
+        table[column] = table[column].map(lambda v: f"{v:.2f}")
+    return table
 
 
 def _figures(records: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[dict]:

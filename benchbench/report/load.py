@@ -66,7 +66,7 @@ def load_records(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, str]]:
     frames, left_out = [], {}
     for run in runs:
         if run.manifest.get("kind") == "parity":
-            left_out[str(run.path)] = "a backend parity check, not a sweep"
+            # read by load_parity; a parity check has no sweep records
             continue
         if run.status != "complete":
             left_out[str(run.path)] = f"status {run.status}"
@@ -80,3 +80,25 @@ def load_records(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, str]]:
             frames.append(frame)
     records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return records, left_out
+
+
+def load_parity(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Records of complete backend parity checks (one row per length), and why others were left out."""
+    frames, left_out = [], {}
+    for run in runs:
+        if run.manifest.get("kind") != "parity":
+            continue
+        if run.status != "complete":
+            left_out[str(run.path)] = f"status {run.status}"
+            continue
+        name = run.manifest.get("parity")
+        try:
+            if not name:
+                raise RunError(f"{run.path / MANIFEST} names no parity records file")
+            frame = pd.DataFrame(load_complete_cells(run.path / name))
+        except RunError as err:
+            left_out[str(run.path)] = str(err)
+            continue
+        frames.append(frame.assign(run_dir=str(run.path)))
+    parity = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return parity, left_out

@@ -75,3 +75,28 @@ def make_run(
             )
     manifest.finish(status)
     return run_dir
+
+
+def make_parity_run(root: Path, name: str, rows: list[dict], status="complete") -> Path:
+    """A parity check as ``benchbench.parity`` writes it, one record per row."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    manifest = Manifest(
+        run_dir, {"kind": "parity", "run_id": name, "parity": "parity.jsonl"}
+    )
+    with RecordWriter(run_dir / "parity.jsonl") as writer:
+        for row in rows:
+            record = {
+                "model": "tiny",
+                "scaling": "none",
+                "scaling_factor": 1.0,
+                "max_abs_logprob": 0.5,
+                "perplexity_llama_cpp": 10.0,
+                "perplexity_transformers": 10.1,
+                "tokenizers_identical": True,
+                "within_tolerance": True,
+                **row,
+            }
+            writer.write_cell(f"parity/{record['context_length']}", [record])
+    manifest.finish(status)
+    return run_dir

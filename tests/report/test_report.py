@@ -12,7 +12,7 @@ from benchbench.report import figures
 from benchbench.report.cli import ReportConfig, build_report
 from benchbench.report.load import find_runs, load_records
 from benchbench.report.tables import summarize_cells
-from tests.report.runs import make_run
+from tests.report.runs import make_parity_run, make_run
 
 GRID = {
     (1024, 0.0): [1.0, 1.0],
@@ -189,3 +189,37 @@ def plt_read(path):
     import matplotlib.image
 
     return matplotlib.image.imread(path)
+
+
+def test_parity_checks_get_their_own_table(results, tmp_path):
+    rows = [
+        {"context_length": 1024, "mean_abs_logprob": 0.0551, "top1_agreement": 0.9697},
+        {"context_length": 4096, "mean_abs_logprob": 0.0533, "top1_agreement": 0.9683},
+    ]
+    make_parity_run(results, "d-parity", rows)
+    make_parity_run(results, "e-parity-broken", rows[:1], status="failed")
+    # a parity check is no sweep: the leaderboard's records are unchanged
+    records, _ = load_records(find_runs([results]))
+    assert "d-parity" not in set(records.run_dir.str.rsplit("/", n=1).str[-1])
+
+    page = build_report(
+        ReportConfig(
+            inputs=[str(results)],
+            output_dir=str(tmp_path / "out"),
+            bootstrap_resamples=50,
+        )
+    )
+    html = page.read_text()
+    assert "Backend parity: llama.cpp against transformers" in html
+    section = html.split("Backend parity")[1].split("<h2>")[0]
+    cells = re.findall(r"<td>([^<]*)</td>", section)
+    # two rows of eleven columns, in length order, rounded for reading
+    assert len(cells) == 22
+    assert cells[3::11] == ["1024", "4096"]
+    assert cells[4::11] == ["0.055", "0.053"]
+    assert cells[8::11] == ["0.970", "0.968"]
+    assert len(pd.read_csv(page.parent / "parity.csv")) == 2
+    runs = html.split("<h2>Runs</h2>")[1]
+    assert re.search(
+        r"e-parity-broken</td>(\s*<td>[^<]*</td>){5}\s*<td>no: status failed</td>", runs
+    )
