@@ -160,10 +160,10 @@ class TransformersBackend(Backend):
         self.n_ctx = n_ctx
         self._rope = rope
         self._scaling = resolve(scaling, rope)
+        check_device(torch, cfg)
         self._device = torch.device(cfg.device)
         self._chunk = min(cfg.n_ubatch, n_ctx)
         self._prefix_cache = cfg.prefix_cache
-        check_device(torch, cfg)
         if cfg.n_threads:
             torch.set_num_threads(cfg.n_threads)
 
@@ -194,7 +194,7 @@ class TransformersBackend(Backend):
         except (OSError, ValueError, ImportError, KeyError, RuntimeError) as err:
             message = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise BackendError(
-                f"transformers could not load '{model_path}': {type(err).__name__}: {message}; check model.path"
+                f"model.path: transformers could not load '{model_path}': {type(err).__name__}: {message}"
             ) from None
         self._model.eval()
         self._rotary = self._find_rotary()
@@ -236,6 +236,8 @@ class TransformersBackend(Backend):
             )
 
     def _find_rotary(self):
+        # TODO: models with a second, local rotary embedding (Gemma 3) have only
+        # the first one checked; check every one once their scaling is modelled
         for module in self._model.modules():
             if hasattr(module, "inv_freq") and hasattr(module, "attention_scaling"):
                 return module
