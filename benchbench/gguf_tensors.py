@@ -46,31 +46,41 @@ def _skip_value(handle, value_type: int) -> None:
         handle.seek(_SCALAR_BYTES[value_type], 1)
 
 
+def _tensor_infos(handle):
+    """Yield ``(name, dims, ggml type, data offset)`` of every tensor; then the data start."""
+    magic = handle.read(4)
+    (file_version,) = _read(handle, "I")
+    if magic != b"GGUF" or file_version < 2:
+        raise ValueError(f"{handle.name} is not a GGUF file of version 2 or later")
+    n_tensors, n_kv = _read(handle, "QQ")
+
+    alignment = 32
+    for _ in range(n_kv):
+        key = _read_string(handle)
+        (value_type,) = _read(handle, "I")
+        if key == "general.alignment" and value_type == _UINT32:
+            (alignment,) = _read(handle, "I")
+        else:
+            _skip_value(handle, value_type)
+
+    for _ in range(n_tensors):
+        name = _read_string(handle)
+        (n_dims,) = _read(handle, "I")
+        dims = _read(handle, f"{n_dims}Q")
+        tensor_type, offset = _read(handle, "IQ")
+        yield name, dims, tensor_type, offset
+    # tensor data begins at the next multiple of the alignment
+    yield None, (), None, -(-handle.tell() // alignment) * alignment
+
+
 def read_f32_tensor(path: Path, name: str) -> np.ndarray | None:
     """The float32 tensor ``name`` of a GGUF file, flattened, or None if it has none."""
     with path.open("rb") as handle:
-        magic = handle.read(4)
-        (file_version,) = _read(handle, "I")
-        if magic != b"GGUF" or file_version < 2:
-            raise ValueError(f"{path} is not a GGUF file of version 2 or later")
-        n_tensors, n_kv = _read(handle, "QQ")
-
-        alignment = 32
-        for _ in range(n_kv):
-            key = _read_string(handle)
-            (value_type,) = _read(handle, "I")
-            if key == "general.alignment" and value_type == _UINT32:
-                (alignment,) = _read(handle, "I")
-            else:
-                _skip_value(handle, value_type)
-
-        found = None
-        for _ in range(n_tensors):
-            tensor_name = _read_string(handle)
-            (n_dims,) = _read(handle, "I")
-            dims = _read(handle, f"{n_dims}Q")
-            tensor_type, offset = _read(handle, "IQ")
-            if tensor_name == name:
+        found, data_start = None, 0
+        for tensor_name, dims, tensor_type, offset in _tensor_infos(handle):
+            if tensor_name is None:
+                data_start = offset
+            elif tensor_name == name:
                 found = (tensor_type, offset, int(np.prod(dims)))
         if found is None:
             return None
@@ -79,6 +89,15 @@ def read_f32_tensor(path: Path, name: str) -> np.ndarray | None:
             raise ValueError(
                 f"{name} in {path} is not float32 (ggml type {tensor_type})"
             )
-        data_start = -(-handle.tell() // alignment) * alignment
         handle.seek(data_start + offset)
         return np.frombuffer(handle.read(4 * count), dtype="<f4").copy()
+
+
+def count_parameters(path: Path) -> int:
+    """How many numbers the tensors of a GGUF file hold, whatever their type."""
+    with path.open("rb") as handle:
+        return sum(
+            int(np.prod(dims))
+            for name, dims, _, _ in _tensor_infos(handle)
+            if name is not None
+        )

@@ -9,7 +9,9 @@ import hashlib
 import importlib.resources
 import importlib.util
 import json
+import math
 import re
+import struct
 from pathlib import Path
 
 from benchbench.config import ModelConfig
@@ -137,3 +139,47 @@ def model_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def parameter_count(path: Path) -> int | None:
+    """Numbers in the model's weights: GGUF tensor shapes or safetensors headers; None if unknown."""
+    if path.is_file():
+        from benchbench.gguf_tensors import count_parameters
+
+        return count_parameters(path)
+    total = 0
+    for shard in path.glob("*.safetensors"):
+        with shard.open("rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(size))
+        total += sum(
+            math.prod(entry["shape"])
+            for key, entry in header.items()
+            if key != "__metadata__"
+        )
+    return total or None
+
+
+def model_shape(metadata: dict) -> dict[str, int]:
+    """Layers, heads, KV heads, head width and vocabulary, from GGUF metadata or a config.json."""
+    if "num_hidden_layers" in metadata:
+        heads = int(metadata["num_attention_heads"])
+        return {
+            "layers": int(metadata["num_hidden_layers"]),
+            "heads": heads,
+            "heads_kv": int(metadata.get("num_key_value_heads") or heads),
+            "head_dim": int(
+                metadata.get("head_dim") or metadata["hidden_size"] // heads
+            ),
+            "n_vocab": int(metadata["vocab_size"]),
+        }
+    arch = metadata.get("general.architecture", "llama")
+    heads = int(metadata[f"{arch}.attention.head_count"])
+    width = int(metadata[f"{arch}.embedding_length"])
+    return {
+        "layers": int(metadata[f"{arch}.block_count"]),
+        "heads": heads,
+        "heads_kv": int(metadata.get(f"{arch}.attention.head_count_kv", heads)),
+        "head_dim": int(metadata.get(f"{arch}.attention.key_length", width // heads)),
+        "n_vocab": int(metadata["tokenizer.n_vocab"]),
+    }

@@ -38,7 +38,9 @@ from benchbench.errors import (
 )
 from benchbench.models import (
     model_fingerprint,
+    model_shape,
     model_size,
+    parameter_count,
     read_model_info,
     resolve_model_path,
 )
@@ -265,8 +267,7 @@ def _measure(
     tasks = build_tasks(settings)
     corpus = load_corpus(settings.corpus)
 
-    if settings.backend.name == "llama_cpp":
-        _check_memory(metadata, n_ctx, settings, model_size(model_path))
+    _check_memory(metadata, n_ctx, settings, model_path)
 
     log.info("hashing %s", model_path.name)
     model_sha256 = model_fingerprint(model_path)
@@ -339,11 +340,26 @@ def _measure(
     return read_records(run_dir)
 
 
-def _check_memory(
-    metadata: dict, n_ctx: int, settings: Settings, weights_bytes: int
-) -> None:
+def _check_memory(metadata: dict, n_ctx: int, settings: Settings, model_path) -> None:
     """Refuse a context that would not fit in memory, before loading anything."""
-    need = memory_estimate(metadata, n_ctx, settings.backend, weights_bytes)
+    backend = settings.backend
+    if backend.name == "transformers":
+        from benchbench.backends.transformers import memory_estimate as estimate
+
+        n_params = parameter_count(model_path)
+        if n_params is None:
+            log.info("no safetensors weights to size; memory is not checked")
+            return
+        need = estimate(model_shape(metadata), n_ctx, backend, n_params)
+        on_gpu = backend.device != "cpu"
+        hint = "drop the length, lower backend.n_ubatch or set backend.dtype=bfloat16"
+    else:
+        need = memory_estimate(metadata, n_ctx, backend, model_size(model_path))
+        on_gpu = backend.n_gpu_layers != 0
+        hint = (
+            "drop the length, lower backend.n_batch or set "
+            "backend.type_k=q8_0 backend.type_v=q8_0"
+        )
     free = available_memory()
     gib = 1 << 30
     log.info(
@@ -352,16 +368,15 @@ def _check_memory(
         need["total"] / gib,
         need["kv_cache"] / gib,
     )
-    # with layers on a GPU the cache lives there; its memory is not visible here
-    if settings.backend.n_gpu_layers != 0 or free is None:
+    # on a GPU the cache lives there; its memory is not visible here
+    if on_gpu or free is None:
         return
     if need["total"] > 0.9 * free:
         raise ConfigError(
             "sweep.context_lengths",
             f"{n_ctx} tokens need about {need['total'] / gib:.1f} GiB (KV cache {need['kv_cache'] / gib:.1f} GiB, "
             f"logits {need['logits'] / gib:.1f} GiB, weights {need['weights'] / gib:.1f} GiB) but "
-            f"{free / gib:.1f} GiB are free; drop the length, lower backend.n_batch or set "
-            "backend.type_k=q8_0 backend.type_v=q8_0",
+            f"{free / gib:.1f} GiB are free; {hint}",
         )
 
 

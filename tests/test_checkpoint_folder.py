@@ -79,6 +79,17 @@ def folders(tmp_path_factory):
     return made
 
 
+def test_parameters_counted_from_the_safetensors_headers(folders):
+    from transformers import AutoModelForCausalLM
+
+    from benchbench.models import parameter_count
+
+    model = AutoModelForCausalLM.from_pretrained(folders["plain"])
+    assert parameter_count(folders["plain"]) == sum(
+        p.numel() for p in model.parameters()
+    )
+
+
 @pytest.mark.slow
 def test_a_plain_checkpoint_folder_scores_and_generates(folders):
     rope, _ = read_model_info(folders["plain"])

@@ -211,6 +211,10 @@ BAD_INPUT = [
     ),
     (["sweep.context_lengths=[12]", "task=[passkey]"], "sweep.context_lengths"),
     (["sweep.context_lengths=[4000000]"], "GiB are free"),
+    (
+        ["backend=transformers", "sweep.context_lengths=[4000000]"],
+        "GiB are free; drop the length, lower backend.n_ubatch",
+    ),
     (["seed=-1"], "seed: must be a non-negative integer"),
     (["+sweep.lenghts=[999]"], "sweep.lenghts: is not a benchbench setting"),
     (["task=[passkey]", "task.needle.max_new_tokens=5"], "not selected"),

@@ -124,3 +124,24 @@ def test_llama_cpp_refuses_a_yarn_mscale():
             ScalingConfig(method="yarn", factor=4.0, mscale=1.0, mscale_all_dim=0.5),
             SMOL,
         )
+
+
+def test_transformers_memory_estimate_by_hand():
+    from benchbench.backends.transformers import RUNTIME_BYTES, memory_estimate
+    from benchbench.config import BackendConfig
+
+    shape = {"layers": 30, "heads": 9, "heads_kv": 3, "head_dim": 64, "n_vocab": 49152}
+    parts = memory_estimate(
+        shape, 8192, BackendConfig(name="transformers"), 134_515_008
+    )
+    assert parts["weights"] == 134_515_008 * 4
+    # keys and values: 2 x 30 layers x 3 heads x 64 x 8192 positions x 4 bytes
+    assert parts["kv_cache"] == 2 * 30 * 3 * 64 * 8192 * 4
+    assert parts["logits"] == 512 * 49152 * 16
+    assert parts["attention_scores"] == 512 * 8192 * 9 * 4
+    assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
+    half = memory_estimate(
+        shape, 8192, BackendConfig(name="transformers", dtype="bfloat16"), 134_515_008
+    )
+    assert half["weights"] == parts["weights"] // 2
+    assert half["runtime"] == RUNTIME_BYTES
