@@ -20,7 +20,6 @@ from benchbench.errors import ConfigError
 
 SCALING_METHODS = ("none", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
 BACKENDS = ("llama_cpp", "transformers")
-DEVICES = ("cpu", "cuda", "mps")
 # a device, optionally with an index as in cuda:1
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda|mps)(:\d+)?$")
 DTYPES = ("float32", "bfloat16", "float16")

@@ -32,7 +32,7 @@ from benchbench.backends import open_backend
 from benchbench.cli import check_writable, compose_or_fail, fail
 from benchbench.config import BackendConfig, CorpusConfig, ModelConfig, ScalingConfig
 from benchbench.corpus import load_corpus
-from benchbench.errors import BenchError, ConfigError, failure_reason
+from benchbench.errors import BenchError, ConfigError
 from benchbench.models import model_fingerprint, read_model_info, resolve_model_path
 from benchbench.records import Manifest, RecordWriter
 from benchbench.runner import check_model_matches, check_scaling, versions
@@ -119,8 +119,7 @@ def compare_tokenizers(a, b, text: str) -> dict:
 def scored_sequence(ids: list[int], bos: int | None, length: int) -> list[int]:
     """The first ``length`` tokens to score: one BOS where the model has one, then text."""
     head = [bos] if bos is not None else []
-    text = [t for t in ids[: length - len(head)]]
-    sequence = head + text
+    sequence = head + list(ids[: length - len(head)])
     if bos is not None and sequence.count(bos) != 1:
         raise BenchError(
             f"the scored sequence holds {sequence.count(bos)} BOS tokens, not one; "
@@ -199,11 +198,8 @@ def run_parity(cmd: ParityCommand, run_dir: Path) -> pd.DataFrame:
     )
     try:
         records = _measure(cmd, run_dir, manifest, model_path, rope, corpus, longest)
-    except KeyboardInterrupt:
-        manifest.finish("interrupted", error="stopped by the user (Ctrl-C)")
-        raise
-    except Exception as err:
-        manifest.finish("failed", error=failure_reason(err))
+    except (Exception, KeyboardInterrupt) as err:
+        manifest.finish_after(err)
         raise
     manifest.finish("complete")
     return records

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchbench.errors import RunError
+from benchbench.errors import RunError, RunInterrupted, failure_reason
 
 MANIFEST = "manifest.json"
 PROMPTS = "prompts.jsonl"
@@ -59,6 +59,15 @@ class Manifest:
         if error:
             self.content["error"] = error
         self.save()
+
+    def finish_after(self, err: BaseException) -> None:
+        """Record why a run ended early: ``interrupted`` for a stop, else ``failed``."""
+        if isinstance(err, KeyboardInterrupt):
+            self.finish("interrupted", error="stopped by the user (Ctrl-C)")
+        elif isinstance(err, RunInterrupted):
+            self.finish("interrupted", error=str(err))
+        else:
+            self.finish("failed", error=failure_reason(err))
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".json.tmp")

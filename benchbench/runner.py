@@ -34,7 +34,6 @@ from benchbench.errors import (
     ConfigError,
     RunError,
     RunInterrupted,
-    failure_reason,
 )
 from benchbench.models import (
     model_fingerprint,
@@ -187,14 +186,8 @@ def _run_locked(
         manifest.content = original
         manifest.save()
         raise
-    except RunInterrupted as err:
-        manifest.finish("interrupted", error=str(err))
-        raise
-    except KeyboardInterrupt:
-        manifest.finish("interrupted", error="stopped by the user (Ctrl-C)")
-        raise
-    except Exception as err:
-        manifest.finish("failed", error=failure_reason(err))
+    except (Exception, KeyboardInterrupt) as err:
+        manifest.finish_after(err)
         raise
     manifest.finish("complete")
     return records

@@ -239,7 +239,7 @@ class TransformersBackend(Backend):
         # between the chunks of one prompt and keep them across requests
         if is_length_dependent(self._scaling.method):
             self._rotary.rope_type = "default"
-        self._pinned: int | None = None
+        self._pinned: tuple[int | None, dict] | None = None
         self._cache = None
         self._cached: list[int] = []
         self._eog = self._end_of_generation_ids()
@@ -288,11 +288,14 @@ class TransformersBackend(Backend):
         """Fix the rotations for a sequence of ``seq_len`` tokens and check them.
 
         For length-independent methods ``seq_len`` is None and nothing changes;
-        the frequencies transformers built at load time are checked.
+        the frequencies transformers built at load time are checked. The check
+        is redone only when the length changes, not on every request.
         """
+        if self._pinned is not None and self._pinned[0] == seq_len:
+            return self._pinned[1]
         torch = self._torch
         rotary = self._rotary
-        if seq_len is not None and seq_len != self._pinned:
+        if seq_len is not None:
             from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
             inv_freq, attention = ROPE_INIT_FUNCTIONS[self._rope_type](
@@ -300,7 +303,6 @@ class TransformersBackend(Backend):
             )
             rotary.inv_freq.copy_(inv_freq.to(rotary.inv_freq.dtype))
             rotary.attention_scaling = attention
-            self._pinned = seq_len
             self._drop_cache()
 
         effective = {
@@ -311,6 +313,8 @@ class TransformersBackend(Backend):
         }
         want = reference.effective(self._scaling, self._rope, seq_len)
         check_rope("transformers", effective, want, self._scaling.method)
+        # the length the rotations are fixed for, and what was read back then
+        self._pinned = (seq_len, effective)
         return effective
 
     def effective_rope(self, seq_len: int | None = None) -> dict:
