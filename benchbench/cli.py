@@ -5,6 +5,7 @@ one ``benchbench: error: ...`` line naming the key to change, and a non-zero
 exit code (2 for bad input, 130 for Ctrl-C).
 """
 
+import logging
 import os
 import re
 import shlex
@@ -13,24 +14,29 @@ from pathlib import Path
 
 import hydra
 from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchbench import runner
 from benchbench.config import Settings, register_schemas, to_settings
-from benchbench.errors import BenchError, ConfigError, RunInterrupted
+from benchbench.errors import BenchError, ConfigError, RunInterrupted, failure_reason
 from benchbench.records import MANIFEST, read_manifest
 from benchbench.summary import summarize
 
 CONFIG_DIR = str(runner.PROJECT_ROOT / "conf")
+EXIT_JOBS_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 register_schemas()
+log = logging.getLogger(__name__)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -64,45 +70,84 @@ def one_line(err: Exception) -> str:
 
 
 def preflight(argv: list[str]) -> list[str]:
-    """Compose and check the config once, so that bad input fails with one line.
+    """Compose and check the config before Hydra starts, so that bad input fails with one line.
 
     Returns the command line to hand to Hydra (a resume adds its run folder).
-    For a multirun (``-m``), the first value of every swept key is checked.
+    For a multirun (``-m``), every job's config is composed and checked, so
+    that one bad combination stops the sweep before any job starts.
     """
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.info or args.shell_completion:
         return argv
+    if not args.multirun:
+        cfg, settings = _checked(list(args.overrides))
+        if not wants_resume(settings):
+            return argv
+        try:
+            target = resume_target(settings, OmegaConf.to_container(cfg, resolve=True))
+        except BenchError as err:
+            fail(str(err))
+        # Hydra then logs and writes its own files into the resumed run
+        return [*argv, f"hydra.run.dir={target}"]
+
+    jobs, swept = sweep_jobs(list(args.overrides))
+    for number, job in enumerate(jobs):
+        # a job is named by its values of the swept keys, as Hydra lists them
+        values = [o for o in job if o.split("=", 1)[0] in swept]
+        _, settings = _checked(job, f"job {number} ({' '.join(values)}): ")
+        if wants_resume(settings):
+            fail(
+                "resume: cannot be combined with -m; resume each job's folder on its own"
+            )
+    return argv
+
+
+def _checked(overrides: list[str], where: str = "") -> tuple[DictConfig, Settings]:
+    """The composed config and validated settings of one job; a failure ends the command."""
     try:
-        overrides = (
-            _first_of_each_sweep(args.overrides)
-            if args.multirun
-            else list(args.overrides)
-        )
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
-        fail(one_line(err))
+        fail(where + one_line(err))
     except AssertionError:
         # OmegaConf's reaction to setting a key below an unselected option
         fail(
-            "an override sets a key of a config option that is not selected (e.g. task.needle.* without needle "
-            "in task=[...])"
+            f"{where}an override sets a key of a config option that is not selected (e.g. task.needle.* "
+            "without needle in task=[...])"
         )
     try:
         settings = to_settings(cfg)
         check_writable(Path(settings.results_dir))
-        if wants_resume(settings):
-            if args.multirun:
-                raise ConfigError(
-                    "resume",
-                    "cannot be combined with -m; resume each job's folder on its own",
-                )
-            target = resume_target(settings, OmegaConf.to_container(cfg, resolve=True))
-            # Hydra then logs and writes its own files into the resumed run
-            return [*argv, f"hydra.run.dir={target}"]
     except BenchError as err:
-        fail(str(err))
-    return argv
+        fail(where + str(err))
+    return cfg, settings
+
+
+def sweep_jobs(overrides: list[str]) -> tuple[list[list[str]], set[str]]:
+    """The overrides of every job of a multirun, in the order Hydra's basic sweeper runs them.
+
+    Also returns the swept keys (as written, e.g. ``scaling`` or
+    ``scaling.factor``). Sweeps set in the config itself
+    (``hydra.sweeper.params``, as an experiment preset may) come first, as in
+    the sweeper.
+    """
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(
+                config_name="config",
+                overrides=_first_of_each_sweep(overrides),
+                return_hydra_config=True,
+            )
+        params = cfg.hydra.sweeper.get("params") or {}
+        preset = [f"{key}={value}" for key, value in params.items()]
+        parsed = OverridesParser.create().parse_overrides(preset + overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        fail(one_line(err))
+    except AssertionError:
+        fail("an override sets a key of a config option that is not selected")
+    swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [job for batch in batches for job in batch], swept
 
 
 def compose_or_fail(config_name: str, schema: type, argv: list[str], usage: str = ""):
@@ -214,6 +259,7 @@ def resume_hint(run_dir: Path) -> str:
 def _job(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         settings = to_settings(cfg)
         records = runner.run(
@@ -222,6 +268,8 @@ def _job(cfg: DictConfig) -> None:
             resolved_config=OmegaConf.to_container(cfg, resolve=True),
             choices=dict(hydra_cfg.runtime.choices),
             resume=wants_resume(settings),
+            # a sweep's job runs with its own overrides, maybe in another process
+            overrides=list(hydra_cfg.overrides.task) if in_sweep else None,
         )
     except RunInterrupted as err:
         fail(f"{err}; resume with: {resume_hint(run_dir)}", EXIT_INTERRUPTED)
@@ -229,8 +277,17 @@ def _job(cfg: DictConfig) -> None:
         fail(
             f"stopped by Ctrl-C; resume with: {resume_hint(run_dir)}", EXIT_INTERRUPTED
         )
-    except BenchError as err:
-        fail(str(err))
+    except Exception as err:
+        if not in_sweep and isinstance(err, BenchError):
+            fail(str(err))
+        if not in_sweep:
+            raise
+        # the other jobs go on; this one's manifest already says why it failed
+        if not isinstance(err, BenchError):
+            log.exception("job %s failed", hydra_cfg.job.num)
+        job = f"job {hydra_cfg.job.num} ({hydra_cfg.job.override_dirname})"
+        print(f"benchbench: error: {job}: {failure_reason(err)}", file=sys.stderr)
+        return
 
     table = summarize(records)
     scaling = f"scaling={settings.scaling.method} x{settings.scaling.factor:g}"
@@ -242,7 +299,42 @@ def _job(cfg: DictConfig) -> None:
     )
 
 
+class SweepSummary(Callback):
+    """Once every job of a multirun has ended, say which failed and exit non-zero if any did.
+
+    Reads the jobs' manifests, so it works the same whichever launcher ran
+    them (in this process, as submitit or Slurm jobs, or on Ray), as long as
+    the sweep folder is on a file system this process sees.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = sorted(sweep_dir.glob(f"*/{MANIFEST}"))
+        unfinished = []
+        for path in jobs:
+            try:
+                manifest = read_manifest(path.parent)
+            except BenchError as err:
+                unfinished.append(f"{path.parent.name}: {err}")
+                continue
+            if manifest.get("status") != "complete":
+                reason = manifest.get("error") or "ended without finishing (killed?)"
+                unfinished.append(
+                    f"{path.parent.name}: {manifest.get('status')}: {reason}"
+                )
+        print(
+            f"\nmultirun: {len(jobs) - len(unfinished)} of {len(jobs)} jobs complete, "
+            f"records in {sweep_dir}"
+        )
+        for line in unfinished:
+            print(f"  job {line}")
+        if unfinished:
+            sys.exit(EXIT_JOBS_FAILED)
+
+
 def main() -> None:
+    # a sweep on Ray would otherwise send usage statistics to Ray's makers
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         # Hydra reads the command line itself; a resume adds its run directory
         sys.argv[1:] = preflight(sys.argv[1:])

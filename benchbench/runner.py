@@ -129,20 +129,34 @@ def run(
     resolved_config: dict,
     choices: dict,
     resume: bool = False,
+    overrides: list[str] | None = None,
 ) -> pd.DataFrame:
     """Measure the sweep described by ``settings`` into ``run_dir``; return its records.
 
     With ``resume``, ``run_dir`` holds an earlier, unfinished run of the same
     config: its finished cells are kept and only the others are measured. A
-    refused resume leaves that run exactly as it was.
+    refused resume leaves that run exactly as it was. ``overrides`` are the
+    command-line overrides that made this config (default: this process's
+    arguments), recorded as the command that repeats the run.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        Path(sys.executable).name,
+        "-m",
+        "benchbench",
+        *(sys.argv[1:] if overrides is None else overrides),
+    ]
     with _RunLock(run_dir):
-        return _run_locked(settings, run_dir, resolved_config, choices, resume)
+        return _run_locked(settings, run_dir, resolved_config, choices, resume, command)
 
 
 def _run_locked(
-    settings, run_dir: Path, resolved_config: dict, choices: dict, resume: bool
+    settings,
+    run_dir: Path,
+    resolved_config: dict,
+    choices: dict,
+    resume: bool,
+    command: list[str],
 ) -> pd.DataFrame:
     if resume:
         original = read_manifest(run_dir)
@@ -165,13 +179,8 @@ def _run_locked(
         manifest = Manifest(
             run_dir,
             {
-                "run_id": run_dir.name,
-                "command": [
-                    Path(sys.executable).name,
-                    "-m",
-                    "benchbench",
-                    *sys.argv[1:],
-                ],
+                "run_id": run_id(run_dir, Path(settings.results_dir)),
+                "command": command,
                 "choices": choices,
                 "config": resolved_config,
                 "seed": settings.seed,
@@ -191,6 +200,14 @@ def _run_locked(
         raise
     manifest.finish("complete")
     return records
+
+
+def run_id(run_dir: Path, results_dir: Path) -> str:
+    """A run's name: its folder below ``results_dir``, so a multirun's jobs keep their sweep's name."""
+    try:
+        return run_dir.resolve().relative_to(results_dir.resolve()).as_posix()
+    except ValueError:
+        return run_dir.name
 
 
 class ResumeRefused(RunError):
@@ -309,7 +326,7 @@ def _measure(
         )
 
         common = {
-            "run_id": run_dir.name,
+            "run_id": manifest.content["run_id"],
             "model": settings.model.name,
             "model_sha256": model_sha256,
             "backend": backend.name,

@@ -252,6 +252,15 @@ BAD_INPUT = [
         "is not UTF-8 text",
     ),
     (["-m", "scaling=none,yarn", "sweep.lenghts=3"], "sweep.lenghts"),
+    (
+        ["-m", "scaling=linear,none", "scaling.factor=2"],
+        "job 1 (scaling=none): scaling.factor: scaling=none takes no factor",
+    ),
+    (
+        ["-m", "scaling=yarn,bogus"],
+        "job 1 (scaling=bogus): scaling=bogus: no such option",
+    ),
+    (["-m", "seed=1,-1"], "job 1 (seed=-1): seed: must be"),
     (["backend.type_k=q3"], "backend.type_k: unknown type 'q3'"),
     (
         ["scaling=dynamic"],

@@ -18,7 +18,12 @@ from omegaconf import OmegaConf
 
 from benchbench.errors import BenchError, ConfigError
 from benchbench.report import figures
-from benchbench.report.load import find_runs, load_parity, load_records
+from benchbench.report.load import (
+    failed_cells,
+    find_runs,
+    load_parity,
+    load_records,
+)
 from benchbench.report.tables import (
     config_label,
     effective_lengths,
@@ -65,19 +70,25 @@ ConfigStore.instance().store(name="report_schema", node=ReportConfig)
 def build_report(cfg: ReportConfig) -> Path:
     """Write the report files; return the path of index.html."""
     runs = find_runs([Path(p) for p in cfg.inputs])
-    records, left_out = load_records(runs)
+    # failed runs keep the lengths they finished; their other cells show as failed
+    records, left_out = load_records(runs, include_failed=True)
+    failed = failed_cells(runs, records)
     parity, parity_left_out = load_parity(runs)
     left_out.update(parity_left_out)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     summary = summarize_cells(records) if not records.empty else pd.DataFrame()
+    # an effective length needs every length of the sweep: complete runs only
+    finished = (
+        records[records.run_status == "complete"] if not records.empty else records
+    )
     effective = (
-        effective_lengths(records, cfg.threshold, cfg.bootstrap_resamples, cfg.seed)
-        if not records.empty
+        effective_lengths(finished, cfg.threshold, cfg.bootstrap_resamples, cfg.seed)
+        if not finished.empty
         else pd.DataFrame()
     )
-    board = leaderboard(summary, effective, cfg.min_samples)
+    board = leaderboard(summary, effective, cfg.min_samples, failed)
 
     # tidy tables for other tools
     records.to_csv(out / "records.csv", index=False)
@@ -104,6 +115,8 @@ def build_report(cfg: ReportConfig) -> Path:
                 "error": run.manifest.get("error") or "",
                 "in report": "no: " + left_out[str(run.path)]
                 if str(run.path) in left_out
+                else "finished lengths; the rest as failed"
+                if run.status == "failed"
                 else "yes",
             }
             for run in runs

@@ -114,19 +114,53 @@ def format_effective(row) -> str:
 
 
 def leaderboard(
-    summary: pd.DataFrame, effective: pd.DataFrame, min_samples: int
+    summary: pd.DataFrame,
+    effective: pd.DataFrame,
+    min_samples: int,
+    failed: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per configuration; a column per task and length, then effective lengths."""
-    if summary.empty:
+    """One row per configuration; a column per task and length, then effective lengths.
+
+    ``failed`` (from ``load.failed_cells``) adds the cells that failed runs
+    planned but did not finish, shown as failed rather than left blank.
+    """
+    failed = failed if failed is not None else pd.DataFrame()
+    if summary.empty and failed.empty:
         return pd.DataFrame()
-    cells = summary.assign(
-        score=summary.apply(format_score, axis=1, min_samples=min_samples)
+    cells = (
+        summary.assign(
+            score=summary.apply(format_score, axis=1, min_samples=min_samples)
+        )
+        if not summary.empty
+        else pd.DataFrame()
     )
+    if not failed.empty:
+        failed = failed.assign(
+            config=failed.apply(config_label, axis=1),
+            provenance="",
+            score="failed (see Runs)",
+        )
+        if not cells.empty:
+            # another run of the same configuration may have measured the cell
+            scored = set(
+                zip(cells.config, cells.task, cells.context_length, strict=True)
+            )
+            failed = failed[
+                [
+                    key not in scored
+                    for key in zip(
+                        failed.config, failed.task, failed.context_length, strict=True
+                    )
+                ]
+            ]
+        cells = pd.concat([cells, failed], ignore_index=True)
     # a task run with two settings (say two prompt formats) gets a column per
     # variant, named by its provenance, instead of pooling the two
-    variants = cells.groupby(["config", "task"]).provenance.transform("nunique")
+    # a failed cell has no provenance of its own and makes no variant
+    named = cells.provenance.where(cells.provenance != "")
+    variants = named.groupby([cells.config, cells.task]).transform("nunique")
     cells["task_label"] = cells.task.where(
-        variants == 1, cells.task + " [" + cells.provenance.str[:6] + "]"
+        variants <= 1, cells.task + " [" + cells.provenance.str[:6] + "]"
     )
     cells["column"] = cells.task_label + " @ " + cells.context_length.astype(str)
     order = (
@@ -147,6 +181,11 @@ def leaderboard(
         board = board.join(
             labels.pivot(index="config", columns="column", values="text")
         )
+    if not failed.empty:
+        # a failed run has no effective length: its sweep stops short
+        rows = board.index.isin(failed.config)
+        for column in board.columns[board.columns.str.startswith("effective context")]:
+            board.loc[rows, column] = board.loc[rows, column].fillna("n/a (run failed)")
     board = board.fillna("not measured")
     board.index.name = "configuration (model / backend / encoding / scaling / setup)"
     board.columns.name = None
