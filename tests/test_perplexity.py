@@ -34,6 +34,10 @@ class TableBackend(Backend):
         return 999
 
     @property
+    def eos_token_id(self):
+        return None
+
+    @property
     def adds_bos(self):
         return self._bos
 

@@ -93,6 +93,11 @@ class Backend(ABC):
 
     @property
     @abstractmethod
+    def eos_token_id(self) -> int | None:
+        """The model's end-of-sequence token, if it has one."""
+
+    @property
+    @abstractmethod
     def adds_bos(self) -> bool:
         """Whether the model's own tokenizer config asks for a BOS token."""
 

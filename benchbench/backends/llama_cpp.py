@@ -289,6 +289,11 @@ class LlamaCppBackend(Backend):
         return bos if bos >= 0 else None
 
     @property
+    def eos_token_id(self) -> int | None:
+        eos = self._llm.token_eos()
+        return eos if eos >= 0 else None
+
+    @property
     def adds_bos(self) -> bool:
         return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
 

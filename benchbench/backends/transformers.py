@@ -338,6 +338,10 @@ class TransformersBackend(Backend):
         return self._tokenizer.bos_token_id
 
     @property
+    def eos_token_id(self) -> int | None:
+        return self._tokenizer.eos_token_id
+
+    @property
     def adds_bos(self) -> bool:
         bos = self.bos_token_id
         probe = self._tokenizer("a", add_special_tokens=True)["input_ids"]

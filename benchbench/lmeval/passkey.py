@@ -1,0 +1,197 @@
+"""The passkey task's samples as an lm-eval dataset.
+
+lm-eval feeds a model text, not token ids, so each sample is benchbench's
+prompt (built token by token for an exact length, see
+``benchbench/tasks/prompt.py``) turned back into text. That text is checked to
+give the same ids when tokenized again; a tokenizer for which it does not is
+refused, since the model would otherwise see another prompt than benchbench's.
+
+The sweep comes from benchbench's own config (``conf/``), changed through
+lm-eval's ``--metadata``: ``context_lengths``, ``depths``, ``samples``,
+``seed``, ``prompt_format``, ``digits``. The tokenizer is the evaluated
+model's: ``pretrained`` or ``tokenizer`` (a Hugging Face folder or name, as
+lm-eval's ``hf`` model takes it) or ``gguf`` (a GGUF file, read by llama.cpp).
+"""
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchbench.config import Settings, to_settings
+from benchbench.errors import ConfigError
+from benchbench.runner import PROJECT_ROOT
+from benchbench.tasks.base import CorpusTokens
+from benchbench.tasks.passkey import PasskeyTask
+from benchbench.tasks.retrieval import first_number
+
+log = logging.getLogger(__name__)
+
+# lm-eval metadata keys and the benchbench settings they change
+METADATA_KEYS = {
+    "context_lengths": "sweep.context_lengths",
+    "depths": "sweep.depths",
+    "samples": "sweep.samples",
+    "seed": "seed",
+    "prompt_format": "task.passkey.prompt_format",
+    "digits": "task.passkey.digits",
+}
+
+
+class HFTokenizer:
+    """The parts of a backend a prompt needs, from a Hugging Face tokenizer."""
+
+    def __init__(self, name: str):
+        from transformers import AutoTokenizer
+
+        self._tok = AutoTokenizer.from_pretrained(name)
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return self._tok.encode(
+            text, add_special_tokens=False, split_special_tokens=not special
+        )
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._tok.decode(list(tokens))
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._tok.bos_token_id
+
+    @property
+    def adds_bos(self) -> bool:
+        # what the tokenizer does by default, which is what lm-eval's hf model does
+        ids = self._tok.encode("a")
+        return self.bos_token_id is not None and ids[:1] == [self.bos_token_id]
+
+    def chat_template(self) -> str | None:
+        return self._tok.chat_template
+
+    def close(self) -> None:
+        pass
+
+
+class GGUFTokenizer:
+    """The same, from a GGUF file's vocabulary in llama.cpp, as the llama.cpp backend tokenizes."""
+
+    def __init__(self, path: str):
+        import llama_cpp
+
+        from benchbench.backends.llama_cpp import open_vocab
+
+        self._llm = open_vocab(Path(path))
+        vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
+
+    @property
+    def bos_token_id(self) -> int | None:
+        bos = self._llm.token_bos()
+        return bos if bos >= 0 else None
+
+    @property
+    def adds_bos(self) -> bool:
+        return self._add_bos
+
+    def chat_template(self) -> str | None:
+        return self._llm.metadata.get("tokenizer.chat_template")
+
+    def close(self) -> None:
+        self._llm.close()
+
+
+def passkey_settings(metadata: dict) -> Settings:
+    """benchbench's config with ``task=[passkey]`` and the metadata's changes."""
+    from hydra import compose, initialize_config_dir
+
+    from benchbench.cli import CONFIG_DIR
+
+    overrides = ["task=[passkey]"]
+    for key, setting in METADATA_KEYS.items():
+        if key in metadata:
+            value = metadata[key]
+            text = (
+                f"[{','.join(map(str, value))}]" if isinstance(value, list) else value
+            )
+            overrides.append(f"{setting}={text}")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    return to_settings(cfg)
+
+
+def open_tokenizer(metadata: dict):
+    if metadata.get("gguf"):
+        return GGUFTokenizer(metadata["gguf"])
+    name = metadata.get("tokenizer") or metadata.get("pretrained")
+    if not name:
+        raise ConfigError(
+            "metadata",
+            "benchbench_passkey sizes its prompts in the model's tokens; give --model_args "
+            "pretrained=... (hf), or --metadata '{\"tokenizer\": ...}' or '{\"gguf\": ...}'",
+        )
+    return HFTokenizer(str(name))
+
+
+def build_docs(metadata: dict) -> list[dict]:
+    """One lm-eval document per passkey cell, in benchbench's cell order."""
+    settings = passkey_settings(metadata)
+    tokenizer = open_tokenizer(metadata)
+    try:
+        return _docs(settings, tokenizer)
+    finally:
+        tokenizer.close()
+
+
+def _docs(settings: Settings, tokenizer) -> list[dict]:
+    task = PasskeyTask(settings.task.passkey, settings.seed, PROJECT_ROOT)
+    # the passkey haystack is filler; it reads nothing from the corpus
+    task.prepare(tokenizer, CorpusTokens([], [], []), settings.sweep)
+
+    docs = []
+    for cell in task.cells(settings.sweep):
+        ids = task.prompt(cell)
+        bos = tokenizer.bos_token_id
+        # the model adds its BOS itself; the text carries what comes after it
+        body = ids[1:] if bos is not None and ids[:1] == [bos] else ids
+        text = tokenizer.detokenize(body)
+        if tokenizer.tokenize(text, special=True) != body:
+            raise ConfigError(
+                "metadata",
+                f"the passkey prompt for {cell.id} does not survive a text round trip in this "
+                "tokenizer, so lm-eval would feed other ids than benchbench; use benchbench directly",
+            )
+        fields = task.fields(cell)
+        docs.append(
+            {
+                "input": text,
+                "target": task.target(fields),
+                "cell_id": cell.id,
+                "context_length": cell.context_length,
+                "depth": cell.depth,
+                "sample": cell.sample,
+                "prompt_tokens": len(ids),
+                "prompt_sha256": hashlib.sha256(
+                    ",".join(map(str, ids)).encode()
+                ).hexdigest(),
+                "max_new_tokens": settings.task.passkey.max_new_tokens,
+            }
+        )
+    log.info("benchbench_passkey: %d prompts", len(docs))
+    return docs
+
+
+def passkey_dataset(**metadata) -> dict:
+    """lm-eval's ``custom_dataset`` hook: the documents as a ``test`` split."""
+    import datasets
+
+    return {"test": datasets.Dataset.from_list(build_docs(metadata))}
+
+
+def process_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """Exact match of the first number in the continuation, as benchbench scores it."""
+    return {"exact_match": float(first_number(results[0]) == doc["target"])}
