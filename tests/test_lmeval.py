@@ -246,3 +246,34 @@ def test_lm_eval_loglikelihood_under_yarn_is_the_backends_own(tmp_path, smollm2)
     )
     assert plain != pytest.approx(scaled, abs=1e-4)
     lm.backend.close()
+
+
+@pytest.mark.slow
+def test_lm_eval_command_line_takes_the_benchbench_model(tmp_path):
+    out = tmp_path / "lm_eval"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchbench.lmeval", "run", "--model", "benchbench"]
+        + [
+            "--model_args",
+            "model=smollm2,scaling=yarn,scaling.factor=2,backend.n_ctx=1024",
+        ]
+        + ["--include_path", str(ROOT / "tasks"), "--tasks", "benchbench_passkey"]
+        + ["--metadata", json.dumps({**SWEEP, "context_lengths": [256]})]
+        + ["--output_path", str(out), "--log_samples"],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (results,) = out.rglob("results_*.json")
+    summary = json.loads(results.read_text())
+    assert summary["config"]["model_args"]["scaling"] == "yarn"
+    assert summary["n-samples"]["benchbench_passkey"]["effective"] == 2
+    (logged,) = out.rglob("samples_benchbench_passkey_*.jsonl")
+    samples = [json.loads(line) for line in logged.read_text().splitlines()]
+    # the reported score is the mean of the per-sample exact matches
+    assert summary["results"]["benchbench_passkey"][
+        "exact_match,none"
+    ] == pytest.approx(np.mean([s["exact_match"] for s in samples]))

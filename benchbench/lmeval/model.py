@@ -48,6 +48,14 @@ def compose_settings(overrides: list[str]) -> Settings:
     return to_settings(cfg)
 
 
+def overrides_of(arguments: dict) -> list[str]:
+    """benchbench overrides from lm-eval's parsed ``model_args`` (``{"scaling": "yarn"}``)."""
+    return [
+        f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+        for key, value in arguments.items()
+    ]
+
+
 @register_model("benchbench")
 class BenchbenchLM(TemplateLM):
     """lm-eval's model interface over one benchbench backend."""
@@ -85,9 +93,17 @@ class BenchbenchLM(TemplateLM):
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config=None):
-        """``--model_args model=smollm2,scaling=yarn,scaling.factor=2`` on lm-eval's command line."""
-        overrides = [part for part in arg_string.split(",") if part.strip()]
-        return cls(overrides)
+        """``model_args`` as text: ``model=smollm2,scaling=yarn,scaling.factor=2``."""
+        return cls([part for part in arg_string.split(",") if part.strip()])
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config=None):
+        """``--model_args model=smollm2,scaling=yarn`` on lm-eval's command line, parsed to a dict.
+
+        lm-eval's batch size and device are not used: requests run one at a
+        time, on the device that ``backend`` configures.
+        """
+        return cls(overrides_of(arg_dict))
 
     def task_metadata(self) -> dict:
         """What benchbench_passkey needs to build its prompts in this model's tokens."""

@@ -10,7 +10,9 @@ The sweep comes from benchbench's own config (``conf/``), changed through
 lm-eval's ``--metadata``: ``context_lengths``, ``depths``, ``samples``,
 ``seed``, ``prompt_format``, ``digits``. The tokenizer is the evaluated
 model's: ``pretrained`` or ``tokenizer`` (a Hugging Face folder or name, as
-lm-eval's ``hf`` model takes it) or ``gguf`` (a GGUF file, read by llama.cpp).
+lm-eval's ``hf`` model takes it), ``gguf`` (a GGUF file, read by llama.cpp), or
+``model`` / ``model.path`` (benchbench's model config, as ``--model benchbench``
+takes it).
 """
 
 import hashlib
@@ -128,11 +130,21 @@ def open_tokenizer(metadata: dict):
     if metadata.get("gguf"):
         return GGUFTokenizer(metadata["gguf"])
     name = metadata.get("tokenizer") or metadata.get("pretrained")
+    benchbench_model = {k: v for k, v in metadata.items() if k.split(".")[0] == "model"}
+    if not name and benchbench_model:
+        # lm-eval's `--model benchbench --model_args model=...`: that model's file
+        from benchbench.lmeval.model import compose_settings, overrides_of
+        from benchbench.models import resolve_model_path
+
+        settings = compose_settings(overrides_of(benchbench_model))
+        path = resolve_model_path(settings.model, "transformers")
+        return GGUFTokenizer(str(path)) if path.is_file() else HFTokenizer(str(path))
     if not name:
         raise ConfigError(
             "metadata",
             "benchbench_passkey sizes its prompts in the model's tokens; give --model_args "
-            "pretrained=... (hf), or --metadata '{\"tokenizer\": ...}' or '{\"gguf\": ...}'",
+            "pretrained=... (hf) or model=... (benchbench), or --metadata '{\"tokenizer\": ...}' "
+            "or '{\"gguf\": ...}'",
         )
     return HFTokenizer(str(name))
 
