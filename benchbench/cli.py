@@ -2,7 +2,7 @@
 
 Hydra composes the config from ``conf/``; every error a user can cause ends as
 one ``benchbench: error: ...`` line naming the key to change, and a non-zero
-exit code (2 for bad input, 130 for Ctrl-C).
+exit code (2 for bad input, 130 for Ctrl-C, 1 when a job of a multirun failed).
 """
 
 import logging
@@ -309,7 +309,11 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        jobs = sorted(sweep_dir.glob(f"*/{MANIFEST}"))
+        # job folders are numbered; 10 comes after 9
+        jobs = sorted(
+            sweep_dir.glob(f"*/{MANIFEST}"),
+            key=lambda p: (len(p.parent.name), p.parent.name),
+        )
         unfinished = []
         for path in jobs:
             try:

@@ -15,6 +15,7 @@ def make_run(
     scaling: str = "none",
     model_sha: str = MODEL_SHA,
     status: str = "complete",
+    config: dict | None = None,
 ) -> Path:
     """A run with passkey scores per (length, depth) and perplexity NLL per length.
 
@@ -29,6 +30,7 @@ def make_run(
             "records": RECORDS,
             "prompts": PROMPTS,
             "model": {"sha256": model_sha, "trained_context_length": 2048},
+            **({"config": config} if config else {}),
         },
     )
     common = {

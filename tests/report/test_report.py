@@ -223,3 +223,47 @@ def test_parity_checks_get_their_own_table(results, tmp_path):
     assert re.search(
         r"e-parity-broken</td>(\s*<td>[^<]*</td>){5}\s*<td>no: status failed</td>", runs
     )
+
+
+def test_a_failed_run_shows_what_it_finished_and_the_rest_as_failed(results, tmp_path):
+    """A run that ran out of memory partway through 2048 tokens: 1024 done, 2048 half done."""
+    config = {
+        "model": {"name": "tiny", "encoding": "rope"},
+        "backend": {"name": "llama_cpp"},
+        "scaling": {"method": "linear", "factor": 2.0},
+        "task": {"passkey": {"digits": 5}, "needle": None, "perplexity": None},
+        "sweep": {
+            "context_lengths": [1024, 2048, 4096],
+            "depths": [0.0, 0.5],
+            "samples": 2,
+        },
+    }
+    partial = {(1024, 0.0): [1.0, 1.0], (1024, 0.5): [1.0, 0.0], (2048, 0.0): [1.0]}
+    make_run(
+        results, "d-oom", partial, scaling="linear", status="failed", config=config
+    )
+
+    records, _ = load_records(find_runs([results]), include_failed=True)
+    kept = records[records.run_dir.str.endswith("d-oom")]
+    # the half-measured length is dropped whole, not shown as a score of 1 sample
+    assert sorted(set(kept.context_length)) == [1024]
+
+    page = build_report(
+        ReportConfig(
+            inputs=[str(results)],
+            output_dir=str(tmp_path / "out"),
+            bootstrap_resamples=50,
+        )
+    )
+    board = (page.parent / "leaderboard.md").read_text()
+    header = [c.strip() for c in board.splitlines()[0].split("|")[2:-1]]
+    (row,) = [line for line in board.splitlines() if "/ linear x2 /" in line]
+    cells = dict(zip(header, [c.strip() for c in row.split("|")[2:-1]], strict=True))
+    assert cells["passkey @ 1024"] == "0.75 (n=4)"
+    assert cells["passkey @ 2048"] == cells["passkey @ 4096"] == "failed (see Runs)"
+    assert cells["perplexity @ 1024"] == "not measured"
+    assert cells["effective context (passkey)"] == "n/a (run failed)"
+    # the other runs' rows are as before
+    (none_row,) = [line for line in board.splitlines() if "/ none /" in line]
+    assert "failed" not in none_row
+    assert "finished lengths; the rest as failed" in page.read_text()
