@@ -79,7 +79,8 @@ def preflight(argv: list[str]) -> list[str]:
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.info or args.shell_completion:
         return argv
-    if not args.multirun:
+    # a preset may make the run a multirun itself (hydra.mode: MULTIRUN)
+    if not args.multirun and not _preset_multirun(list(args.overrides)):
         cfg, settings = _checked(list(args.overrides))
         if not wants_resume(settings):
             return argv
@@ -100,6 +101,21 @@ def preflight(argv: list[str]) -> list[str]:
                 "resume: cannot be combined with -m; resume each job's folder on its own"
             )
     return argv
+
+
+def _preset_multirun(overrides: list[str]) -> bool:
+    """Whether the composed config asks for a multirun without ``-m`` (``hydra.mode``)."""
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(
+                config_name="config",
+                overrides=_first_of_each_sweep(overrides),
+                return_hydra_config=True,
+            )
+    except (HydraException, OmegaConfBaseException, AssertionError):
+        # the checks that follow report the error
+        return False
+    return cfg.hydra.get("mode") == RunMode.MULTIRUN
 
 
 def _checked(overrides: list[str], where: str = "") -> tuple[DictConfig, Settings]:
@@ -292,7 +308,8 @@ def _job(cfg: DictConfig) -> None:
     table = summarize(records)
     scaling = f"scaling={settings.scaling.method} x{settings.scaling.factor:g}"
     print(
-        f"\n{settings.model.name} | {settings.backend.name} | {scaling} | records in {run_dir}\n"
+        f"\n{settings.model.name} | {settings.backend.name} | encoding={settings.model.encoding} "
+        f"| {scaling} | records in {run_dir}\n"
     )
     print(
         table.to_string() if not table.empty else "(no records: nothing was measured)"

@@ -19,6 +19,8 @@ from omegaconf.errors import OmegaConfBaseException
 from benchbench.errors import ConfigError
 
 SCALING_METHODS = ("none", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
+# position encodings a reference model can be trained with (conf/encoding/)
+ENCODINGS = ("sinusoidal", "learned", "rope", "alibi", "nope")
 BACKENDS = ("llama_cpp", "transformers")
 # a device, optionally with an index as in cuda:1
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda|mps)(:\d+)?$")
@@ -29,6 +31,107 @@ PROMPT_FORMATS = ("completion", "chat")
 KV_CACHE_TYPES = ("f32", "f16", "q8_0", "q4_0")
 # far past any published extension (LongRoPE reaches 2M tokens from 4K: 512x)
 MAX_SCALING_FACTOR = 1024
+
+
+@dataclass
+class ReferenceConfig:
+    """How a reference model is trained (``model=reference``).
+
+    A small decoder-only model trained here on the corpus, mixed with passkey
+    sequences, at ``context_length`` tokens; only ``encoding`` differs between
+    the schemes. The trained checkpoint is cached under ``cache_dir`` by a hash
+    of these settings, the encoding and the corpus.
+    """
+
+    # training length in tokens: every training sequence has exactly this many
+    context_length: int = 256
+    layers: int = 4
+    width: int = 128
+    heads: int = 4
+    # tokens of the byte-level BPE vocabulary learnt from the training text
+    vocab_size: int = 1024
+    steps: int = 600
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    # share of training sequences that are passkey prompts with their answer
+    passkey_fraction: float = 0.5
+    # characters at the start of the corpus kept out of training, so that
+    # perplexity windows read text the model has not seen
+    heldout_characters: int = 65536
+    seed: int = 0
+    # null: $XDG_CACHE_HOME/benchbench/reference (~/.cache/benchbench/reference)
+    cache_dir: str | None = None
+
+    def validate(self) -> None:
+        for key in (
+            "context_length",
+            "layers",
+            "width",
+            "heads",
+            "steps",
+            "batch_size",
+        ):
+            if getattr(self, key) <= 0:
+                raise ConfigError(
+                    f"model.reference.{key}",
+                    f"must be positive, got {getattr(self, key)}",
+                )
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ConfigError(
+                "model.reference.width",
+                f"{self.width} must split into {self.heads} heads of an even width "
+                "(model.reference.heads)",
+            )
+        if self.vocab_size < 300:
+            raise ConfigError(
+                "model.reference.vocab_size",
+                f"must be at least 300 (256 bytes and a few merges), got {self.vocab_size}",
+            )
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(
+                "model.reference.learning_rate",
+                f"must be a positive number, got {self.learning_rate}",
+            )
+        if not 0.0 <= self.passkey_fraction <= 1.0:
+            raise ConfigError(
+                "model.reference.passkey_fraction",
+                f"must lie in [0, 1], got {self.passkey_fraction}",
+            )
+        if self.heldout_characters < 0 or self.seed < 0:
+            key = "heldout_characters" if self.heldout_characters < 0 else "seed"
+            raise ConfigError(
+                f"model.reference.{key}",
+                f"must not be negative, got {getattr(self, key)}",
+            )
+
+
+@dataclass
+class EncodingConfig:
+    """The position encoding a reference model is trained with (``encoding=...``)."""
+
+    scheme: str = "rope"
+    # RoPE's base; only the rope scheme reads it
+    rope_theta: float | None = None
+
+    def validate(self) -> None:
+        if self.scheme not in ENCODINGS:
+            raise ConfigError(
+                "encoding.scheme",
+                f"unknown scheme '{self.scheme}'; use one of {', '.join(ENCODINGS)}",
+            )
+        if self.scheme == "rope":
+            if self.rope_theta is None or not (
+                math.isfinite(self.rope_theta) and self.rope_theta > 1
+            ):
+                raise ConfigError(
+                    "encoding.rope_theta",
+                    f"RoPE needs a base above 1, got {self.rope_theta}",
+                )
+        elif self.rope_theta is not None:
+            raise ConfigError(
+                "encoding.rope_theta",
+                f"only applies to encoding=rope, not '{self.scheme}'; unset it",
+            )
 
 
 @dataclass
@@ -46,8 +149,18 @@ class ModelConfig:
     encoding: str = "rope"
     # shown when the model file is missing, so the user knows what to fetch
     hint: str = ""
+    # set for model=reference: the model is trained here rather than read
+    reference: ReferenceConfig | None = None
 
     def validate(self) -> None:
+        if self.reference is not None:
+            self.reference.validate()
+            if self.path is not None or self.package is not None:
+                raise ConfigError(
+                    "model.path",
+                    "model=reference trains its own weights; unset model.path and model.package",
+                )
+            return
         if self.path is None and self.package is None:
             raise ConfigError(
                 "model.path",
@@ -460,6 +573,8 @@ class Settings:
     model: ModelConfig = field(default_factory=ModelConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    # selected for model=reference only; a pretrained model's encoding is its own
+    encoding: EncodingConfig | None = None
     task: TaskSet = field(default_factory=TaskSet)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
@@ -479,6 +594,7 @@ class Settings:
             self.corpus,
         ):
             part.validate()
+        check_encoding(self.model, self.encoding, self.scaling, self.backend)
         if self.seed < 0:
             raise ConfigError(
                 "seed", f"must be a non-negative integer, got {self.seed}"
@@ -487,6 +603,46 @@ class Settings:
             raise ConfigError(
                 "results_dir", "is empty; name a folder, e.g. results_dir=results"
             )
+
+
+def check_encoding(
+    model: ModelConfig,
+    encoding: EncodingConfig | None,
+    scaling: ScalingConfig,
+    backend: BackendConfig,
+) -> None:
+    """Refuse an encoding, scaling or backend that the selected model cannot take."""
+    if model.reference is None:
+        if encoding is not None:
+            raise ConfigError(
+                "encoding",
+                f"encoding={encoding.scheme} chooses how model=reference is trained; model "
+                f"'{model.name}' keeps the {model.encoding} positions of its file. Drop encoding= "
+                "or add model=reference",
+            )
+        return
+    if encoding is None:
+        raise ConfigError(
+            "encoding", "model=reference needs a position encoding, e.g. encoding=rope"
+        )
+    encoding.validate()
+    if model.encoding != encoding.scheme:
+        raise ConfigError(
+            "model.encoding",
+            f"is '{model.encoding}' but encoding={encoding.scheme}; leave model.encoding as "
+            "model=reference sets it",
+        )
+    if scaling.method != "none" and encoding.scheme != "rope":
+        raise ConfigError(
+            "scaling",
+            f"scaling={scaling.method} rescales rotary positions, and encoding={encoding.scheme} "
+            "has none; use scaling=none or encoding=rope",
+        )
+    if backend.name != "transformers":
+        raise ConfigError(
+            "backend",
+            f"model=reference is a transformers checkpoint; use backend=transformers, not {backend.name}",
+        )
 
 
 def register_schemas() -> None:

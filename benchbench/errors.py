@@ -22,6 +22,14 @@ class BackendError(BenchError):
     """The backend could not load the model or run a request."""
 
 
+class PositionLimitError(BackendError):
+    """A sequence is longer than the model's position encoding can represent.
+
+    Raised for a learned absolute position table (GPT-2, BERT) asked for a
+    position past its last row; the runner records such a cell as refused.
+    """
+
+
 class CorpusError(BenchError):
     """The text corpus cannot serve the requested lengths."""
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from benchbench.config import ModelConfig
 from benchbench.errors import ConfigError
+from benchbench.reference import is_reference_folder, reference_model_info
 from benchbench.scaling import RopeInfo
 
 GGUF_MAGIC = b"GGUF"
@@ -100,6 +101,8 @@ def read_model_info(path: Path) -> tuple[RopeInfo, dict]:
         from benchbench.backends.llama_cpp import read_rope_info
 
         return read_rope_info(path)
+    if is_reference_folder(path):
+        return reference_model_info(path)
     where = path / "config.json"
     try:
         config = json.loads(where.read_text(encoding="utf-8"))

@@ -32,6 +32,7 @@ from benchbench.config import Settings
 from benchbench.corpus import Corpus, load_corpus
 from benchbench.errors import (
     ConfigError,
+    PositionLimitError,
     RunError,
     RunInterrupted,
 )
@@ -56,7 +57,7 @@ from benchbench.records import (
 )
 from benchbench.scaling import describe, is_length_dependent, resolve
 from benchbench.scaling.llama_cpp import llama_cpp_params
-from benchbench.tasks.base import CorpusTokens, Task
+from benchbench.tasks.base import CorpusTokens, Measurement, Task
 from benchbench.tasks.needle import NeedleTask
 from benchbench.tasks.passkey import PasskeyTask
 from benchbench.tasks.perplexity import PerplexityTask
@@ -107,6 +108,16 @@ def versions() -> dict:
         except PackageNotFoundError:
             pass
     return found
+
+
+def model_folder_or_file(settings: Settings, corpus: Corpus) -> Path:
+    """The model to load: a file or folder on disk, or a reference model trained for this run."""
+    reference = settings.model.reference
+    if reference is None:
+        return resolve_model_path(settings.model, settings.backend.name)
+    from benchbench.reference.train import ensure_trained
+
+    return ensure_trained(reference, settings.encoding, corpus, PROJECT_ROOT)
 
 
 def check_scaling(settings: Settings, rope) -> None:
@@ -268,14 +279,14 @@ def _measure(
         )
 
     # everything that reads files comes before the model is loaded
-    model_path = resolve_model_path(settings.model, settings.backend.name)
+    tasks = build_tasks(settings)
+    corpus = load_corpus(settings.corpus)
+    model_path = model_folder_or_file(settings, corpus)
     rope, metadata = read_model_info(model_path)
     check_model_matches(
         rope, settings.model.trained_context_length, settings.model.rope_theta
     )
     check_scaling(settings, rope)
-    tasks = build_tasks(settings)
-    corpus = load_corpus(settings.corpus)
 
     _check_memory(metadata, n_ctx, settings, model_path)
 
@@ -499,6 +510,19 @@ class _StopAfterCell:
             signal.signal(sig, previous)
 
 
+def refusals(task: Task, cell, reason: str) -> list[Measurement]:
+    """One valueless measurement per metric of ``cell``, saying why the model refused it."""
+    return [
+        Measurement(
+            metric,
+            None,
+            len(task.prompt(cell)),
+            {"refused": reason},
+        )
+        for metric in task.metrics
+    ]
+
+
 def _run_cells(
     plan,
     done: set[str],
@@ -526,7 +550,11 @@ def _run_cells(
                 f"cell {finished + 1}/{len(plan)} {cell.task} @ {cell.context_length}"
             )
             started = time.perf_counter()
-            measurements = task.run(cell, backend)
+            try:
+                measurements = task.run(cell, backend)
+            except PositionLimitError as err:
+                # the model cannot represent this length: a result, not a crash
+                measurements = refusals(task, cell, str(err))
             seconds = time.perf_counter() - started
             records = [
                 {

@@ -160,7 +160,7 @@ def bad_files(tmp_path_factory, smollm2_path) -> Path:
 BAD_INPUT = [
     (
         ["model=gpt5"],
-        "model=gpt5: no such option; choose one of custom, llama3, smollm2",
+        "model=gpt5: no such option; choose one of custom, llama3, reference, smollm2",
     ),
     (["scaling=rope9"], "scaling=rope9: no such option"),
     (["task=[passkey,trivia]"], "task=trivia: no such option"),

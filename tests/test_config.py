@@ -149,9 +149,80 @@ def test_wrong_type_is_an_error():
         (["scaling=longrope", "scaling.long_factor=[1,2]"], "scaling.long_factor"),
         (["scaling=longrope", "scaling.short_factor=[1,-2]"], "scaling.short_factor"),
         (["scaling=ntk", "scaling.low_freq_factor=2"], "scaling.low_freq_factor"),
+        # position encodings belong to reference models, and only RoPE scales
+        (["encoding=alibi"], "encoding"),
+        (["model=reference", "encoding=alibi", "scaling=yarn"], "scaling"),
+        (["model=reference", "encoding=nope", "scaling=linear"], "scaling"),
+        (["model=reference", "backend=llama_cpp"], "backend"),
+        (["model=reference", "encoding.rope_theta=1"], "encoding.rope_theta"),
+        (
+            ["model=reference", "encoding=alibi", "encoding.rope_theta=1e4"],
+            "encoding.rope_theta",
+        ),
+        (["model=reference", "model.encoding=alibi"], "model.encoding"),
+        (["model=reference", "model.path=/m.gguf"], "model.path"),
+        (["model=reference", "model.reference.width=130"], "model.reference.width"),
+        (["model=reference", "model.reference.steps=0"], "model.reference.steps"),
+        (
+            ["model=reference", "model.reference.vocab_size=100"],
+            "model.reference.vocab_size",
+        ),
+        (
+            ["model=reference", "model.reference.passkey_fraction=2"],
+            "model.reference.passkey_fraction",
+        ),
     ],
 )
 def test_bad_values_name_their_key(overrides, key):
     with pytest.raises(ConfigError) as info:
         compose_settings(*overrides)
     assert info.value.key == key
+
+
+@pytest.mark.parametrize("option", options("encoding"))
+def test_every_encoding_composes_with_the_reference_model(option):
+    s = compose_settings("model=reference", f"encoding={option}")
+    assert s.encoding.scheme == option
+    assert s.model.encoding == option
+    assert s.model.name == f"reference-{option}"
+    assert s.model.trained_context_length == s.model.reference.context_length
+    # the reference model selects the transformers backend for itself
+    assert s.backend.name == "transformers"
+    assert s.backend.attn_implementation == "eager"
+
+
+def test_a_pretrained_model_has_no_encoding_group():
+    s = compose_settings()
+    assert s.encoding is None and s.model.encoding == "rope"
+
+
+@pytest.mark.parametrize("option", options("variant"))
+def test_every_variant_composes(option):
+    s = compose_settings("model=reference", f"+variant={option}")
+    scheme = option.split("-")[0]
+    assert s.encoding.scheme == scheme
+    if scheme == "rope" and option != "rope":
+        _, method, factor = option.split("-")
+        assert (s.scaling.method, s.scaling.factor) == (method, float(factor[1:]))
+    else:
+        assert s.scaling.method == "none"
+
+
+def test_the_encodings_experiment_sweeps_every_scheme_and_scaling():
+    from benchbench.cli import sweep_jobs
+
+    jobs, swept = sweep_jobs(["experiment=encodings"])
+    assert swept == {"+variant"}
+    settings = [compose_settings("experiment=encodings", *job) for job in jobs]
+    arms = {(s.encoding.scheme, s.scaling.method, s.scaling.factor) for s in settings}
+    assert len(arms) == len(jobs) == 17
+    assert {a[0] for a in arms} == {"sinusoidal", "learned", "rope", "alibi", "nope"}
+    scaled = {(m, f) for e, m, f in arms if m != "none"}
+    assert scaled == {
+        (m, f) for m in ("linear", "ntk", "dynamic", "yarn") for f in (2.0, 4.0, 8.0)
+    }
+    for s in settings:
+        assert s.model.reference is not None
+        assert s.sweep.name == "reference"
+        assert s.sweep.context_lengths == [256, 512, 1024, 2048]
+        assert sorted(s.task.selected()) == ["passkey", "perplexity"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchbench.errors import BackendError
+from benchbench.errors import BackendError, PositionLimitError
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,9 @@ class Backend(ABC):
 
     name: str
     n_ctx: int
+    # the most tokens the model's positions can represent (a learned table's
+    # rows); None when the encoding is defined at every position
+    position_limit: int | None = None
 
     @abstractmethod
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
@@ -156,6 +159,11 @@ class Backend(ABC):
 
     def check_fits(self, n_tokens: int) -> None:
         """Refuse a sequence longer than the context; nothing is ever cut."""
+        if self.position_limit is not None and n_tokens > self.position_limit:
+            raise PositionLimitError(
+                f"{n_tokens} tokens need positions up to {n_tokens - 1}, past the model's learned "
+                f"table of {self.position_limit} positions"
+            )
         if n_tokens > self.n_ctx:
             raise BackendError(
                 f"{n_tokens} tokens do not fit the context of {self.n_ctx}; raise backend.n_ctx"

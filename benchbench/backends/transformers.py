@@ -12,6 +12,7 @@ that neither the attention scores nor the full-vocabulary logits of a long
 sequence exist at once: peak memory grows with the chunk, not with the length.
 """
 
+import inspect
 import logging
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -22,6 +23,7 @@ import numpy as np
 from benchbench.backends.base import Backend, TokenScores, check_rope, shared_prefix
 from benchbench.config import BackendConfig, ScalingConfig
 from benchbench.errors import BackendError, ConfigError
+from benchbench.reference.architectures import position_limit
 from benchbench.scaling import RopeInfo, is_length_dependent, reference, resolve
 from benchbench.scaling.transformers import (
     max_position_embeddings,
@@ -202,15 +204,13 @@ class TransformersBackend(Backend):
         if cfg.n_threads:
             torch.set_num_threads(cfg.n_threads)
 
+        self._encoding = rope.encoding
         source, kwargs = load_source(model_path)
         try:
             config = transformers.AutoConfig.from_pretrained(source, **kwargs)
             self._own_rope = dict(getattr(config, "rope_parameters", None) or {})
-            self._check_own_scaling(scaling)
-            config.rope_parameters = rope_parameters(self._scaling, rope)
-            config.max_position_embeddings = max_position_embeddings(
-                self._scaling, rope
-            )
+            if self._encoding == "rope":
+                self._apply_scaling(config, scaling)
             self._tokenizer = transformers.AutoTokenizer.from_pretrained(
                 source, **kwargs
             )
@@ -232,14 +232,24 @@ class TransformersBackend(Backend):
                 f"model.path: transformers could not load '{model_path}': {type(err).__name__}: {message}"
             ) from None
         self._model.eval()
-        self._rotary = self._find_rotary()
-        self._rope_type = self._rotary.rope_type
-        # benchbench sets the frequencies of length-dependent methods itself, per
-        # request (see _pin_rope); transformers' own update would change them
-        # between the chunks of one prompt and keep them across requests
-        if is_length_dependent(self._scaling.method):
-            self._rotary.rope_type = "default"
+        self.position_limit = position_limit(self._encoding, self._model.config)
+        # models whose positions are absolute (GPT-2, XGLM) take position ids;
+        # ALiBi (BLOOM) counts positions from the cache and takes none
+        self._takes_positions = (
+            "position_ids" in inspect.signature(self._model.forward).parameters
+        )
         self._pinned: tuple[int | None, dict] | None = None
+        if self._encoding == "rope":
+            self._rotary = self._find_rotary()
+            self._rope_type = self._rotary.rope_type
+            # benchbench sets the frequencies of length-dependent methods itself,
+            # per request (see _pin_rope); transformers' own update would change
+            # them between the chunks of one prompt and keep them across requests
+            if is_length_dependent(self._scaling.method):
+                self._rotary.rope_type = "default"
+        else:
+            # no rotary embedding to read back; the scaling is none (config checks)
+            self._pinned = (None, {"encoding": self._encoding, "rope_type": None})
         self._cache = None
         self._cached: list[int] = []
         self._eog = self._end_of_generation_ids()
@@ -255,6 +265,18 @@ class TransformersBackend(Backend):
         self._effective = self._pin_rope(self._reference_length(n_ctx))
 
     # RoPE
+
+    def _apply_scaling(self, config, scaling: ScalingConfig) -> None:
+        """Write the resolved scaling into ``config`` before the model is built."""
+        self._check_own_scaling(scaling)
+        params = rope_parameters(self._scaling, self._rope)
+        # a partial rotary (GPT-NeoX rotates only a fraction of each head) stays
+        if "partial_rotary_factor" in self._own_rope:
+            params["partial_rotary_factor"] = self._own_rope["partial_rotary_factor"]
+        config.rope_parameters = params
+        config.max_position_embeddings = max_position_embeddings(
+            self._scaling, self._rope
+        )
 
     def _check_own_scaling(self, scaling: ScalingConfig) -> None:
         # benchbench writes rope_parameters whole; a checkpoint trained with a
@@ -291,7 +313,9 @@ class TransformersBackend(Backend):
         the frequencies transformers built at load time are checked. The check
         is redone only when the length changes, not on every request.
         """
-        if self._pinned is not None and self._pinned[0] == seq_len:
+        if self._pinned is not None and (
+            self._pinned[0] == seq_len or self._encoding != "rope"
+        ):
             return self._pinned[1]
         torch = self._torch
         rotary = self._rotary
@@ -378,14 +402,16 @@ class TransformersBackend(Backend):
         for begin in range(0, len(tokens), self._chunk):
             chunk = list(tokens[begin : begin + self._chunk])
             ids = torch.tensor([chunk], device=self._device)
-            positions = torch.arange(
-                start + begin, start + begin + len(chunk), device=self._device
-            )[None, :]
+            positions = {}
+            if self._takes_positions:
+                positions["position_ids"] = torch.arange(
+                    start + begin, start + begin + len(chunk), device=self._device
+                )[None, :]
             out = self._model(
                 input_ids=ids,
-                position_ids=positions,
                 past_key_values=self._cache,
                 use_cache=True,
+                **positions,
             )
             yield begin, out.logits[0].float()
 
@@ -462,7 +488,11 @@ class TransformersBackend(Backend):
             "model_class": type(self._model).__name__,
             "n_ctx_requested": self.n_ctx,
             **self._settings,
-            "rope_parameters": dict(self._model.config.rope_parameters),
+            "encoding": self._encoding,
+            "position_limit": self.position_limit,
+            "rope_parameters": dict(
+                getattr(self._model.config, "rope_parameters", None) or {}
+            ),
             "rope_parameters_in_file": self._own_rope,
             "rope_effective": self._effective,
         }

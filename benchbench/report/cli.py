@@ -27,6 +27,7 @@ from benchbench.report.load import (
 from benchbench.report.tables import (
     config_label,
     effective_lengths,
+    encoding_table,
     leaderboard,
     summarize_cells,
 )
@@ -89,11 +90,14 @@ def build_report(cfg: ReportConfig) -> Path:
         else pd.DataFrame()
     )
     board = leaderboard(summary, effective, cfg.min_samples, failed)
+    encodings = encoding_table(summary)
 
     # tidy tables for other tools
     records.to_csv(out / "records.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     effective.to_csv(out / "effective_context.csv", index=False)
+    if not encodings.empty:
+        encodings.to_csv(out / "encodings.csv", index=False)
     parity_table = _parity_table(parity)
     if not parity.empty:
         parity.to_csv(out / "parity.csv", index=False)
@@ -104,6 +108,7 @@ def build_report(cfg: ReportConfig) -> Path:
     )
 
     sections = _figures(records, summary, out)
+    encoding_figures = _encoding_figures(summary, out) if not encodings.empty else []
     runs_table = pd.DataFrame(
         [
             {
@@ -141,6 +146,12 @@ def build_report(cfg: ReportConfig) -> Path:
         runs_table=jinja2.utils.markupsafe.Markup(
             runs_table.to_html(index=False, classes="runs")
         ),
+        encodings=jinja2.utils.markupsafe.Markup(
+            encodings.to_html(index=False, classes="encodings")
+        )
+        if not encodings.empty
+        else "",
+        encoding_figures=encoding_figures,
         parity=jinja2.utils.markupsafe.Markup(
             parity_table.to_html(index=False, classes="parity")
         )
@@ -217,6 +228,32 @@ def _figures(records: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[di
             )
         )
     return sections
+
+
+def _encoding_figures(summary: pd.DataFrame, out: Path) -> list[dict]:
+    """Passkey accuracy and perplexity against multiples of the trained context."""
+    paths = []
+    for task in sorted(summary[summary.metric == "accuracy"].task.unique()):
+        paths.append(
+            figures.save(
+                figures.extrapolation_curves(
+                    summary[summary.task == task],
+                    "accuracy",
+                    f"{task}: accuracy by position encoding",
+                ),
+                out / f"encodings_{task}.png",
+            )
+        )
+    if (summary.metric == "perplexity").any():
+        paths.append(
+            figures.save(
+                figures.extrapolation_curves(
+                    summary, "perplexity", "perplexity by position encoding"
+                ),
+                out / "encodings_perplexity.png",
+            )
+        )
+    return _section("", paths)["figures"] if paths else []
 
 
 def _slug(text: str) -> str:

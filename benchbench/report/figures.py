@@ -95,6 +95,13 @@ def depth_heatmap(records: pd.DataFrame, task: str, config: str):
     counts = records.pivot_table(
         index="depth", columns="context_length", values="value", aggfunc="count"
     )
+    refused = (
+        records.assign(refused=records.refused.notna()).pivot_table(
+            index="depth", columns="context_length", values="refused", aggfunc="all"
+        )
+        if "refused" in records
+        else grid.isna() & False
+    )
     lengths = list(grid.columns)
     fig, ax = plt.subplots(
         figsize=(1.2 + 1.1 * len(lengths), 1.2 + 0.55 * len(grid.index))
@@ -110,6 +117,8 @@ def depth_heatmap(records: pd.DataFrame, task: str, config: str):
                 va="center",
                 fontsize=7,
             )
+        elif refused.iat[i, j]:
+            ax.text(j, i, "refused", ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(lengths)))
     ax.set_xticklabels([f"{n:,}" for n in lengths], rotation=30)
     ax.set_yticks(range(len(grid.index)))
@@ -130,5 +139,39 @@ def depth_heatmap(records: pd.DataFrame, task: str, config: str):
         ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 1.18))
     ax.set_title(f"{task}\n{config}", fontsize=7)
     fig.colorbar(image, ax=ax, fraction=0.05, label="accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def extrapolation_curves(summary: pd.DataFrame, metric: str, title: str):
+    """``metric`` against context length as a multiple of each model's trained context.
+
+    Puts models trained at different lengths on one axis; a refused length
+    (past a learned position table) leaves a gap, and is named in the legend.
+    """
+    data = summary[summary.metric == metric].assign(
+        multiple=lambda d: d.context_length / d.trained_context_length
+    )
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for config, group in data.groupby("config"):
+        group = group.sort_values("multiple")
+        label = config + (" (refused past its table)" if group.refused.any() else "")
+        ax.plot(group.multiple, group.value, marker="o", label=label)
+    multiples = sorted(data.multiple.unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(multiples)
+    ax.set_xticklabels([f"{m:g}x" for m in multiples])
+    ax.set_xlabel("context length / trained context length")
+    ax.axvline(1.0, **TRAINED_STYLE)
+    if metric == "perplexity":
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_ylabel("perplexity (log scale)")
+    else:
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel(f"{metric} (exact match)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig

@@ -7,6 +7,7 @@ import pandas as pd
 
 from benchbench.report.load import CONFIG_COLUMNS
 from benchbench.report.metrics import effective_length_ci
+from benchbench.summary import is_refused
 
 RETRIEVAL_METRIC = "exact_match"
 
@@ -36,18 +37,21 @@ def summarize_cells(records: pd.DataFrame) -> pd.DataFrame:
                 "value": group.value.mean(),
                 "n": len(group),
                 "tokens": np.nan,
+                "refused": is_refused(group),
             }
         )
     nll = records[records.metric == "nll"]
     for key, group in nll.groupby(keys, dropna=False):
-        tokens = int(group.scored_tokens.sum())
+        refused = is_refused(group)
+        tokens = 0 if refused else int(group.scored_tokens.sum())
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),
                 "metric": "perplexity",
-                "value": math.exp(group.value.sum() / tokens),
+                "value": np.nan if refused else math.exp(group.value.sum() / tokens),
                 "n": len(group),
                 "tokens": tokens,
+                "refused": refused,
             }
         )
     summary = pd.DataFrame(rows)
@@ -66,6 +70,8 @@ def effective_lengths(
     """Effective context length per configuration and retrieval task."""
     rows = []
     retrieval = records[records.metric == RETRIEVAL_METRIC]
+    # a length the model refuses (past a learned position table) is a miss
+    retrieval = retrieval.assign(value=retrieval.value.fillna(0.0))
     for key, group in retrieval.groupby(
         CONFIG_COLUMNS + ["provenance", "task"], dropna=False
     ):
@@ -93,6 +99,8 @@ def effective_lengths(
 
 
 def format_score(row, min_samples: int) -> str:
+    if bool(row.get("refused", False)):
+        return "refused (past the position table)"
     if row["metric"] == "perplexity":
         # the sample here is the scored token; windows are listed alongside
         return f"{row['value']:.2f} ({int(row['tokens'])} tok, {row['n']} win)"
@@ -190,3 +198,45 @@ def leaderboard(
     board.index.name = "configuration (model / backend / encoding / scaling / setup)"
     board.columns.name = None
     return board
+
+
+def encoding_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Scores by position encoding, at multiples of each model's trained context.
+
+    One row per configuration (encoding, scaling, model), one column per task
+    and multiple; empty unless the summary holds more than one encoding.
+    Accuracy is mean exact match, perplexity exp(mean NLL); a length past a
+    learned position table reads "refused".
+    """
+    if summary.empty or summary.encoding.nunique() < 2:
+        return pd.DataFrame()
+    data = summary.assign(
+        multiple=summary.context_length / summary.trained_context_length,
+        scaling_label=summary.apply(
+            lambda r: (
+                r["scaling"]
+                + (f" x{r['scaling_factor']:g}" if r["scaling"] != "none" else "")
+            ),
+            axis=1,
+        ),
+    )
+    data["column"] = data.task + " @ " + data.multiple.map(lambda m: f"{m:g}x")
+    data["text"] = data.apply(_encoding_cell, axis=1)
+    order = data.sort_values(["task", "multiple"]).column.drop_duplicates().tolist()
+    table = data.pivot_table(
+        index=["encoding", "scaling_label", "model", "setup"],
+        columns="column",
+        values="text",
+        aggfunc="first",
+    ).reindex(columns=order)
+    table.index.names = ["encoding", "scaling", "model", "setup"]
+    table.columns.name = None
+    return table.fillna("not measured").reset_index()
+
+
+def _encoding_cell(row) -> str:
+    if bool(row.get("refused", False)):
+        return "refused"
+    if row["metric"] == "perplexity":
+        return f"{row['value']:.2f}"
+    return f"{row['value']:.2f} (n={row['n']})"

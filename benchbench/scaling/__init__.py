@@ -55,6 +55,9 @@ class RopeInfo:
     # per-pair divisors of the frequencies stored in the file as a tensor
     # (GGUF rope_freqs.weight; Llama 3.1 files carry their llama3 scaling so)
     rope_freqs: tuple[float, ...] | None = None
+    # the model's position encoding; only "rope" models have the facts above
+    # (a reference model may use sinusoidal, learned, alibi or nope instead)
+    encoding: str = "rope"
 
 
 def is_length_dependent(method: str) -> bool:

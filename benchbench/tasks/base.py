@@ -31,7 +31,8 @@ class Cell:
 @dataclass
 class Measurement:
     metric: str
-    value: float
+    # None when the model refused the cell (details["refused"] says why)
+    value: float | None
     prompt_tokens: int
     # task-specific columns: generated text, needle position, scored tokens...
     details: dict = field(default_factory=dict)
@@ -52,6 +53,8 @@ class CorpusTokens:
 
 class Task(ABC):
     name: str
+    # the metrics each cell yields, in the order of its records
+    metrics: tuple[str, ...]
 
     @abstractmethod
     def prepare(

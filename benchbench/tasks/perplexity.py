@@ -35,6 +35,7 @@ from benchbench.tasks.base import Cell, CorpusTokens, Measurement, Task
 
 class PerplexityTask(Task):
     name = "perplexity"
+    metrics = ("nll", "perplexity")
 
     def __init__(
         self, cfg: PerplexityConfig, seed: int, length_dependent: bool = False
@@ -43,16 +44,23 @@ class PerplexityTask(Task):
         self.seed = seed
         # a scaling that reads the sequence length needs a pass per length
         self.one_pass = cfg.one_pass and not length_dependent
+        # the backend's position limit (a learned table), known after prepare
+        self._limit: int | None = None
 
     def settings(self) -> dict:
         return {"bos_policy": self.cfg.bos}
 
+    def _fits(self, length: int) -> bool:
+        return self._limit is None or length <= self._limit
+
     def cells(self, sweep: SweepConfig) -> list[Cell]:
-        # a one-pass cell is a whole window at the longest length and yields
-        # records for every length
-        lengths = (
-            [max(sweep.context_lengths)] if self.one_pass else sweep.context_lengths
-        )
+        # a one-pass cell is a whole window at the longest length the model
+        # can represent and yields records for every length up to it; each
+        # longer length gets a cell of its own, which the model refuses
+        lengths = sweep.context_lengths
+        if self.one_pass:
+            fits = [n for n in lengths if self._fits(n)]
+            lengths = fits[-1:] + [n for n in lengths if not self._fits(n)]
         return [
             Cell(self.name, length, None, window)
             for length in lengths
@@ -72,6 +80,7 @@ class PerplexityTask(Task):
             self.cfg.bos == "always" or (self.cfg.bos == "model" and backend.adds_bos)
         )
         self._bos = bos
+        self._limit = backend.position_limit
         self._corpus = corpus.tokens
         self._lengths = list(sweep.context_lengths)
 
@@ -110,7 +119,7 @@ class PerplexityTask(Task):
 
         lengths = (
             [n for n in self._lengths if n <= cell.context_length]
-            if self.one_pass
+            if self.one_pass and self._fits(cell.context_length)
             else [cell.context_length]
         )
         measurements = []

@@ -24,6 +24,7 @@ class RetrievalTask(Task):
 
     # placeholders each template piece must use, e.g. {"needle": {"passkey"}}
     placeholders: dict[str, set[str]]
+    metrics = ("exact_match",)
     # decoding ends early once one of these appears in the output
     stop: tuple[str, ...] = ("\n",)
 
