@@ -46,11 +46,11 @@ class ReferenceConfig:
     # training length in tokens: every training sequence has exactly this many
     context_length: int = 256
     layers: int = 4
-    width: int = 128
+    width: int = 192
     heads: int = 4
     # tokens of the byte-level BPE vocabulary learnt from the training text
     vocab_size: int = 1024
-    steps: int = 600
+    steps: int = 560
     batch_size: int = 16
     learning_rate: float = 3e-3
     # share of training sequences that are passkey prompts with their answer

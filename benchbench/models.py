@@ -25,6 +25,12 @@ HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 def resolve_model_path(cfg: ModelConfig, backend: str = "llama_cpp") -> Path:
     """The GGUF file or checkpoint folder ``cfg`` points at, checked to exist."""
+    if cfg.reference is not None:
+        raise ConfigError(
+            "model",
+            "model=reference is trained, not read from a file; run it with `python -m benchbench "
+            "model=reference` or train it with `python -m benchbench.train`",
+        )
     if cfg.path is not None:
         path = Path(cfg.path).expanduser()
         key = "model.path"

@@ -9,6 +9,7 @@ tolerance, 1 when something does, 2 when the inputs cannot be compared (no
 complete runs, other model files, no shared cells).
 """
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,12 @@ def _cells(path: str, side: str) -> pd.DataFrame:
         raise Incomparable(f"{side}: no complete run with records under '{path}'")
     records = records[records.metric.isin(["exact_match", "perplexity"])].copy()
     records["depth"] = records["depth"].fillna(-1.0)  # perplexity has no depth
+    if "refused" in records:
+        # a length the model refuses is a miss, and an unbounded perplexity: a
+        # new refusal is a regression, one on both sides is no change
+        refused = records.refused.notna()
+        worst = records.metric.map({"exact_match": 0.0, "perplexity": math.inf})
+        records["value"] = records.value.where(~refused, worst)
     return records.groupby(CELL_KEY, as_index=False).value.mean()
 
 

@@ -120,6 +120,19 @@ def model_folder_or_file(settings: Settings, corpus: Corpus) -> Path:
     return ensure_trained(reference, settings.encoding, corpus, PROJECT_ROOT)
 
 
+def check_heldout(reference, tasks: list[Task], backend: Backend, corpus) -> None:
+    """Refuse perplexity windows that would read text a reference model was trained on."""
+    for task in tasks:
+        if isinstance(task, PerplexityTask):
+            heldout = len(backend.tokenize(corpus.text[: reference.heldout_characters]))
+            if task.tokens_read > heldout:
+                raise ConfigError(
+                    "model.reference.heldout_characters",
+                    f"the perplexity windows read {task.tokens_read} corpus tokens but only the first "
+                    f"{heldout} were kept out of training; raise it or lower task.perplexity.windows",
+                )
+
+
 def check_scaling(settings: Settings, rope) -> None:
     """Refuse a scaling the model or backend cannot take, before anything loads."""
     resolve(settings.scaling, rope)
@@ -311,6 +324,8 @@ def _measure(
         corpus_tokens = tokenize_corpus(backend, corpus)
         for task in tasks:
             task.prepare(backend, corpus_tokens, sweep)
+        if settings.model.reference is not None:
+            check_heldout(settings.model.reference, tasks, backend, corpus)
         plan = [
             (task, cell) for task in tasks for cell in task.run_order(task.cells(sweep))
         ]

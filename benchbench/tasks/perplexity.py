@@ -104,6 +104,13 @@ class PerplexityTask(Task):
                 "with corpus.paths"
             )
 
+    @property
+    def tokens_read(self) -> int:
+        """How many corpus tokens, from the start, the windows read (after ``prepare``)."""
+        return (
+            (self.cfg.windows - 1) * self._stride + max(self._lengths) - self._use_bos
+        )
+
     def prompt(self, cell: Cell) -> list[int]:
         start = cell.sample * self._stride
         text_tokens = cell.context_length - self._use_bos
