@@ -18,6 +18,7 @@ from benchbench.reference.train import (
     checkpoint_folder,
     checkpoint_key,
     ensure_trained,
+    passkey_sha256,
     read_meta,
     train,
     training_text,
@@ -150,6 +151,7 @@ def test_the_cache_key_covers_what_shapes_the_weights(corpus):
         checkpoint_key(TINY, EncodingConfig("rope", 500000.0), corpus.sha256),
         checkpoint_key(TINY, encoding("nope"), corpus.sha256),
         checkpoint_key(TINY, rope, "0" * 64),
+        checkpoint_key(TINY, rope, corpus.sha256, passkey_sha256(PROJECT_ROOT)),
     ]
     assert key not in changed and len(set(changed)) == len(changed)
 
@@ -157,7 +159,7 @@ def test_the_cache_key_covers_what_shapes_the_weights(corpus):
 def test_a_cached_checkpoint_is_reused(tmp_path, corpus):
     cached = dataclasses.replace(TINY, steps=5, cache_dir=str(tmp_path))
     folder = ensure_trained(cached, encoding("nope"), corpus, PROJECT_ROOT)
-    assert folder == checkpoint_folder(cached, encoding("nope"), corpus)
+    assert folder == checkpoint_folder(cached, encoding("nope"), corpus, PROJECT_ROOT)
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
     again = ensure_trained(cached, encoding("nope"), corpus, PROJECT_ROOT)
     assert again == folder

@@ -27,7 +27,7 @@ from benchbench.backends import open_backend
 from benchbench.backends.llama_cpp import check_model_matches
 from benchbench.config import Settings, to_settings
 from benchbench.errors import BackendError, ConfigError
-from benchbench.models import read_model_info, resolve_model_path
+from benchbench.models import read_model_info
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,13 @@ class BenchbenchLM(TemplateLM):
 
     def __init__(self, overrides: list[str] | None = None):
         super().__init__()
-        from benchbench.runner import check_scaling
+        from benchbench.corpus import load_corpus
+        from benchbench.runner import check_scaling, model_folder_or_file
 
         settings = compose_settings(overrides or [])
         self.settings = settings
-        model_path = resolve_model_path(settings.model, settings.backend.name)
+        # a reference model is trained here on first use (model=reference)
+        model_path = model_folder_or_file(settings, load_corpus(settings.corpus))
         rope, _ = read_model_info(model_path)
         check_model_matches(
             rope, settings.model.trained_context_length, settings.model.rope_theta

@@ -133,11 +133,18 @@ def open_tokenizer(metadata: dict):
     benchbench_model = {k: v for k, v in metadata.items() if k.split(".")[0] == "model"}
     if not name and benchbench_model:
         # lm-eval's `--model benchbench --model_args model=...`: that model's file
+        from benchbench.corpus import load_corpus
         from benchbench.lmeval.model import compose_settings, overrides_of
         from benchbench.models import resolve_model_path
+        from benchbench.runner import model_folder_or_file
 
         settings = compose_settings(overrides_of(benchbench_model))
-        path = resolve_model_path(settings.model, "transformers")
+        path = (
+            model_folder_or_file(settings, load_corpus(settings.corpus))
+            if settings.model.reference is not None
+            # either backend's file: a GGUF or a checkpoint folder
+            else resolve_model_path(settings.model, "transformers")
+        )
         return GGUFTokenizer(str(path)) if path.is_file() else HFTokenizer(str(path))
     if not name:
         raise ConfigError(

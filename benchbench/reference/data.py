@@ -24,6 +24,8 @@ IGNORE = -100
 # the passkey keys of training come from rng([TRAINING_KEY_STREAM + seed, ...]);
 # evaluation runs draw theirs from rng([run seed, ...]), seeds far below this
 TRAINING_KEY_STREAM = 1 << 40
+# the passkey task folder whose prompts training mixes in (under the project root)
+PASSKEY_TEMPLATES = "tasks/passkey"
 # depths at which training hides the key: every tenth of the filler
 TRAINING_DEPTHS = [round(0.1 * i, 1) for i in range(11)]
 
@@ -89,7 +91,9 @@ class TrainingMix:
     def _passkey_rows(self, tokenizer, count: int, seed: int, root: Path):
         """``count`` passkey prompts with their answers, as (ids, labels) pairs."""
         view = TokenizerView(tokenizer)
-        task = PasskeyTask(PasskeyConfig(), TRAINING_KEY_STREAM + seed, root)
+        # its templates are part of the checkpoint's hash (train.passkey_sha256)
+        cfg = PasskeyConfig(template_dir=PASSKEY_TEMPLATES)
+        task = PasskeyTask(cfg, TRAINING_KEY_STREAM + seed, root)
         depths = TRAINING_DEPTHS
         sweep = SweepConfig(
             name="training",

@@ -32,7 +32,7 @@ from benchbench.corpus import Corpus
 from benchbench.errors import ConfigError
 from benchbench.reference import META
 from benchbench.reference.architectures import DIFFERENCES, MODEL_TYPES, model_config
-from benchbench.reference.data import IGNORE, TrainingMix
+from benchbench.reference.data import IGNORE, PASSKEY_TEMPLATES, TrainingMix
 from benchbench.reference.tokenizer import train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,10 @@ def cache_root(reference: ReferenceConfig) -> Path:
 
 
 def checkpoint_key(
-    reference: ReferenceConfig, encoding: EncodingConfig, corpus_sha256: str
+    reference: ReferenceConfig,
+    encoding: EncodingConfig,
+    corpus_sha256: str,
+    passkey_sha256: str = "",
 ) -> str:
     """A short hash of everything that shapes the trained weights."""
     settings = dataclasses.asdict(reference)
@@ -63,14 +66,23 @@ def checkpoint_key(
         "reference": settings,
         "encoding": dataclasses.asdict(encoding),
         "corpus_sha256": corpus_sha256,
+        "passkey_sha256": passkey_sha256,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def passkey_sha256(root: Path) -> str:
+    """sha256 of the passkey prompt pieces and filler that training sequences are built from."""
+    digest = hashlib.sha256()
+    for path in sorted((root / PASSKEY_TEMPLATES).glob("*.txt")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def checkpoint_folder(
-    reference: ReferenceConfig, encoding: EncodingConfig, corpus: Corpus
+    reference: ReferenceConfig, encoding: EncodingConfig, corpus: Corpus, root: Path
 ) -> Path:
-    key = checkpoint_key(reference, encoding, corpus.sha256)
+    key = checkpoint_key(reference, encoding, corpus.sha256, passkey_sha256(root))
     return cache_root(reference) / f"{encoding.scheme}-{key}"
 
 
@@ -86,7 +98,7 @@ def ensure_trained(
     retrain: bool = False,
 ) -> Path:
     """The checkpoint folder for these settings, training it first if it is not cached."""
-    folder = checkpoint_folder(reference, encoding, corpus)
+    folder = checkpoint_folder(reference, encoding, corpus, root)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

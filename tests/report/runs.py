@@ -16,11 +16,21 @@ def make_run(
     model_sha: str = MODEL_SHA,
     status: str = "complete",
     config: dict | None = None,
+    encoding: str = "rope",
+    refused_from: int | None = None,
 ) -> Path:
     """A run with passkey scores per (length, depth) and perplexity NLL per length.
 
     Each passkey score list holds one value per sample; each NLL covers 100 tokens.
+    Lengths from ``refused_from`` on are refused, as a learned position table
+    refuses them: no value, and the reason.
     """
+
+    def refusal(length: int) -> dict:
+        if refused_from is None or length < refused_from:
+            return {}
+        return {"value": None, "refused": f"past the table of {refused_from - 1}"}
+
     run_dir = root / name
     run_dir.mkdir(parents=True)
     manifest = Manifest(
@@ -38,7 +48,7 @@ def make_run(
         "model_sha256": model_sha,
         "backend": "llama_cpp",
         "backend_version": "0.3.36",
-        "encoding": "rope",
+        "encoding": encoding,
         "scaling": scaling,
         "scaling_factor": 1.0 if scaling == "none" else 2.0,
         "seed": 1,
@@ -56,6 +66,7 @@ def make_run(
                     "sample": sample,
                     "metric": "exact_match",
                     "value": value,
+                    **refusal(length),
                 }
                 writer.write_cell(f"passkey/{length}/{depth}/{sample}", [record])
         for length, total in (nll or {}).items():
@@ -71,8 +82,8 @@ def make_run(
             writer.write_cell(
                 f"perplexity/{length}/-/0",
                 [
-                    {**base, "metric": "nll", "value": total},
-                    {**base, "metric": "perplexity", "value": 2.0},
+                    {**base, "metric": "nll", "value": total, **refusal(length)},
+                    {**base, "metric": "perplexity", "value": 2.0, **refusal(length)},
                 ],
             )
     manifest.finish(status)

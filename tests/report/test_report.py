@@ -1,6 +1,7 @@
 """The report page, its tables and figures, checked by content."""
 
 import base64
+import math
 import re
 import shutil
 import subprocess
@@ -267,3 +268,53 @@ def test_a_failed_run_shows_what_it_finished_and_the_rest_as_failed(results, tmp
     (none_row,) = [line for line in board.splitlines() if "/ none /" in line]
     assert "failed" not in none_row
     assert "finished lengths; the rest as failed" in page.read_text()
+
+
+def test_encodings_are_compared_at_multiples_of_the_trained_context(tmp_path):
+    root = tmp_path / "results"
+    lengths = {1024: 200.0, 2048: 250.0, 4096: 300.0}
+    make_run(root, "alibi", GRID, nll=lengths, encoding="alibi", model_sha="a1" * 32)
+    # a learned table of 2048 rows: 4096 tokens are refused
+    make_run(
+        root,
+        "learned",
+        GRID,
+        nll=lengths,
+        encoding="learned",
+        model_sha="1e" * 32,
+        refused_from=2049,
+    )
+    page = build_report(
+        ReportConfig(
+            inputs=[str(root)], output_dir=str(tmp_path / "out"), bootstrap_resamples=20
+        )
+    )
+    out = page.parent
+    table = pd.read_csv(out / "encodings.csv", dtype=str).set_index("encoding")
+    # trained context 2048 (see runs.py): 1024 is 0.5x, 4096 is 2x
+    assert list(table.columns[3:]) == [
+        "passkey @ 0.5x",
+        "passkey @ 1x",
+        "passkey @ 2x",
+        "perplexity @ 0.5x",
+        "perplexity @ 1x",
+        "perplexity @ 2x",
+    ]
+    assert table.loc["learned", "passkey @ 2x"] == "refused"
+    assert table.loc["learned", "perplexity @ 2x"] == "refused"
+    assert table.loc["alibi", "passkey @ 2x"] == "0.25 (n=4)"
+    assert table.loc["learned", "passkey @ 1x"] == "0.75 (n=4)"
+    # exp(250 nats / 100 tokens)
+    assert table.loc["learned", "perplexity @ 1x"] == f"{math.exp(2.5):.2f}"
+    assert table.loc["alibi", "perplexity @ 2x"] == f"{math.exp(3.0):.2f}"
+
+    board = (out / "leaderboard.md").read_text()
+    assert board.count("refused (past the position table)") == 2
+    # a refused length is a miss: the learned run's retrieval ends at 1x-2x
+    effective = pd.read_csv(out / "effective_context.csv").set_index("encoding")
+    assert effective.loc["learned", "lengths_tested"] == 3
+    assert effective.loc["learned", "effective_length"] < 4096
+    for name in ("encodings_passkey.png", "encodings_perplexity.png"):
+        assert (out / name).is_file()
+    html = page.read_text()
+    assert "Position encodings" in html and "refused" in html
