@@ -243,3 +243,41 @@ def test_rope_reference_runs_under_yarn_and_reuses_its_checkpoint(tmp_path):
         # load), and the original context is the training length
         assert m["scaling"]["original_context_length"] == 160
         assert len(m["backend"]["rope_effective"]["inv_freq"]) == 8
+
+
+@pytest.mark.slow
+def test_the_train_command_trains_once_then_finds_the_cache(tmp_path):
+    def train_command(*extra):
+        return subprocess.run(
+            [sys.executable, "-m", "benchbench.train", "encoding=alibi"]
+            + tiny_overrides(tmp_path)
+            + list(extra),
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+            timeout=600,
+        )
+
+    first = train_command()
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads(first.stdout)
+    assert summary["encoding"]["scheme"] == "alibi"
+    assert summary["model_type"] == "bloom"
+    assert summary["heldout_loss_after"] < summary["heldout_loss_before"]
+    assert "training alibi" in first.stderr
+
+    second = train_command()
+    assert second.returncode == 0
+    assert json.loads(second.stdout) == summary
+    assert "training alibi" not in second.stderr and "cached in" in second.stderr
+
+    again = train_command("retrain=true")
+    assert "training alibi" in again.stderr
+    # seeded: the retrained checkpoint measures the same
+    assert (
+        json.loads(again.stdout)["heldout_loss_after"] == summary["heldout_loss_after"]
+    )
+
+    wrong = train_command("scaling=yarn")
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("benchbench: error:")

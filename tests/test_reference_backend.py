@@ -80,7 +80,12 @@ def test_generation_does_not_depend_on_the_prefix_cache(checkpoints, scheme):
         a = cached.generate(shared + tail, 8)
         b = fresh.generate(shared + tail, 8)
         assert a.tokens == b.tokens
-    assert a.reused_tokens == 100 and b.reused_tokens == 0
+        # the next-token distribution after the prompt, not just its argmax
+        kept, logits_a = cached._prefill(shared + tail, 8)
+        _, logits_b = fresh._prefill(shared + tail, 8)
+        np.testing.assert_allclose(logits_a, logits_b, atol=1e-4)
+    assert a.reused_tokens == len(shared) and b.reused_tokens == 0
+    assert kept == len(shared) + len(tail) - 1
 
 
 def test_the_learned_table_refuses_longer_sequences(checkpoints):
