@@ -79,18 +79,21 @@ def test_training_sequences_have_the_training_length(corpus, tokenizer):
     assert 5 < batch.passkey.sum() < 35
     # corpus rows are scored everywhere
     assert (batch.labels[~batch.passkey] != IGNORE).all()
-    # passkey rows only on their answer: " ddddd."
+    # passkey rows on their needle and their answer " ddddd." only
+    needle = (PROJECT_ROOT / "tasks/passkey/needle.txt").read_text()
     for ids_row, labels in zip(
         batch.input_ids[batch.passkey], batch.labels[batch.passkey], strict=True
     ):
-        scored = labels[labels != IGNORE]
-        answer = tokenizer.decode(scored)
-        assert len(scored) == 7 and answer[0] == " " and answer.endswith(".")
+        scored = np.flatnonzero(labels != IGNORE)
+        breaks = np.flatnonzero(np.diff(scored) > 1)
+        assert len(breaks) == 1, "two scored spans: the needle, then the answer"
+        needle_span, answer_span = np.split(scored, breaks + 1)
+        answer = tokenizer.decode(ids_row[answer_span])
+        assert len(answer_span) == 7 and answer[0] == " " and answer.endswith(".")
         key = answer.strip(" .")
         assert key.isdigit() and len(key) == 5
-        # the key was hidden in the prompt before the answer
-        prompt = tokenizer.decode(ids_row[: np.argmax(labels != IGNORE)])
-        assert f"The pass key is {key}." in prompt
+        # the needle is scored, the filler around it is not
+        assert tokenizer.decode(ids_row[needle_span]) == needle.format(passkey=key)
 
 
 def test_training_keys_differ_from_evaluation_keys(corpus, tokenizer):

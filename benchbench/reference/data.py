@@ -105,13 +105,18 @@ class TrainingMix:
         rows = np.full((count, 2, self.context_length), IGNORE, dtype=np.int64)
         rows[:, 0, :] = self.pad
         for i, cell in enumerate(task.cells(sweep)[:count]):
-            key = task.fields(cell)["passkey"]
+            fields = task.fields(cell)
             prompt = task.prompt(cell)
-            tokens = prompt + view.tokenize(f" {key}.")
+            tokens = prompt + view.tokenize(f" {fields['passkey']}.")
             assert len(tokens) <= self.context_length
             rows[i, 0, : len(tokens)] = tokens
-            # only the answer is scored: it is the retrieval signal, which the
-            # predictable filler would otherwise drown
+            # scored: the needle, whose second copy of the key is a copy a few
+            # tokens back, and the answer, a copy from anywhere in the window.
+            # The filler is the same few sentences in every sequence and would
+            # only drown the retrieval signal
+            start = task.needle_position(cell)
+            end = start + len(view.tokenize(task.template.needle.format(**fields)))
+            rows[i, 1, start:end] = tokens[start:end]
             rows[i, 1, len(prompt) : len(tokens)] = tokens[len(prompt) :]
         # a fixed order, shuffled once, so that batches mix depths
         np.random.default_rng(seed).shuffle(rows)

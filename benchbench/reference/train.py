@@ -38,7 +38,7 @@ from benchbench.reference.tokenizer import train_tokenizer
 log = logging.getLogger(__name__)
 
 # bump when the training code changes what a checkpoint of the same settings holds
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 # held-out windows scored before and after training
 HELDOUT_WINDOWS = 8
@@ -249,10 +249,10 @@ def train(
 
 
 def mixed_loss(model, batch):
-    """Mean next-token loss of the corpus rows plus that of the passkey answers.
+    """Mean next-token loss of the corpus rows plus that of the passkey rows' scored tokens.
 
-    The two are averaged separately and added, so that the few answer tokens
-    weigh as much as the many corpus tokens.
+    The two are averaged separately and added, so that the few needle and
+    answer tokens weigh as much as the many corpus tokens.
     """
     import torch
 

@@ -107,6 +107,10 @@ class RetrievalTask(Task):
     def prompt(self, cell: Cell) -> list[int]:
         return self._prompts[cell][0].tokens
 
+    def needle_position(self, cell: Cell) -> int:
+        """Where the needle's first token sits in the cell's prompt."""
+        return self._prompts[cell][0].needle_position
+
     def haystack_group(self, cell: Cell) -> int:
         """Cells of one group share their haystack's beginning, whatever the length."""
         return 0
