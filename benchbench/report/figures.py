@@ -148,15 +148,23 @@ def extrapolation_curves(summary: pd.DataFrame, metric: str, title: str):
 
     Puts models trained at different lengths on one axis; a refused length
     (past a learned position table) leaves a gap, and is named in the legend.
+    Up to 20 configurations get distinct colours; the legend sits outside.
     """
     data = summary[summary.metric == metric].assign(
         multiple=lambda d: d.context_length / d.trained_context_length
     )
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for config, group in data.groupby("config"):
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    colours = plt.get_cmap("tab20").colors
+    for number, (config, group) in enumerate(data.groupby("config")):
         group = group.sort_values("multiple")
         label = config + (" (refused past its table)" if group.refused.any() else "")
-        ax.plot(group.multiple, group.value, marker="o", label=label)
+        ax.plot(
+            group.multiple,
+            group.value,
+            marker="os^D"[number // len(colours) % 4],
+            color=colours[number % len(colours)],
+            label=label,
+        )
     multiples = sorted(data.multiple.unique())
     ax.set_xscale("log", base=2)
     ax.set_xticks(multiples)
@@ -166,12 +174,13 @@ def extrapolation_curves(summary: pd.DataFrame, metric: str, title: str):
     if metric == "perplexity":
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_ylabel("perplexity (log scale)")
     else:
         ax.set_ylim(-0.03, 1.03)
         ax.set_ylabel(f"{metric} (exact match)")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6, loc="best")
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
