@@ -103,15 +103,20 @@ def preflight(argv: list[str]) -> list[str]:
     return argv
 
 
+def _with_hydra_config(overrides: list[str]) -> DictConfig:
+    """The config of a multirun's first job, with Hydra's own settings (``cfg.hydra``)."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            config_name="config",
+            overrides=_first_of_each_sweep(overrides),
+            return_hydra_config=True,
+        )
+
+
 def _preset_multirun(overrides: list[str]) -> bool:
     """Whether the composed config asks for a multirun without ``-m`` (``hydra.mode``)."""
     try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(
-                config_name="config",
-                overrides=_first_of_each_sweep(overrides),
-                return_hydra_config=True,
-            )
+        cfg = _with_hydra_config(overrides)
     except (HydraException, OmegaConfBaseException, AssertionError):
         # the checks that follow report the error
         return False
@@ -148,12 +153,7 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[list[str]], set[str]]:
     the sweeper.
     """
     try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(
-                config_name="config",
-                overrides=_first_of_each_sweep(overrides),
-                return_hydra_config=True,
-            )
+        cfg = _with_hydra_config(overrides)
         params = cfg.hydra.sweeper.get("params") or {}
         preset = [f"{key}={value}" for key, value in params.items()]
         parsed = OverridesParser.create().parse_overrides(preset + overrides)
