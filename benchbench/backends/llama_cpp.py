@@ -173,7 +173,36 @@ def _logged_value(name: str) -> float | None:
     return None
 
 
-class LlamaCppBackend(Backend):
+class LlamaVocab:
+    """Tokenizing as llama.cpp does, for any object holding a ``llama_cpp.Llama`` as ``_llm``.
+
+    Shared by the backend and by tokenizer-only uses of a GGUF file (lm-eval's
+    passkey documents), so that both split text the same way.
+    """
+
+    _llm: llama_cpp.Llama
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
+
+    @property
+    def bos_token_id(self) -> int | None:
+        bos = self._llm.token_bos()
+        return bos if bos >= 0 else None
+
+    @property
+    def adds_bos(self) -> bool:
+        vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        return bool(llama_cpp.llama_vocab_get_add_bos(vocab))
+
+    def chat_template(self) -> str | None:
+        return self._llm.metadata.get("tokenizer.chat_template")
+
+
+class LlamaCppBackend(LlamaVocab, Backend):
     """A GGUF model in a llama.cpp context of ``n_ctx`` tokens."""
 
     name = "llama_cpp"
@@ -275,30 +304,13 @@ class LlamaCppBackend(Backend):
                     f"llama.cpp applied {key}={got} but the scaling config asks for {want}"
                 )
 
-    # tokens
-
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self._llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
-
-    @property
-    def bos_token_id(self) -> int | None:
-        bos = self._llm.token_bos()
-        return bos if bos >= 0 else None
+    # tokens: tokenize, detokenize, bos_token_id, adds_bos and chat_template
+    # come from LlamaVocab
 
     @property
     def eos_token_id(self) -> int | None:
         eos = self._llm.token_eos()
         return eos if eos >= 0 else None
-
-    @property
-    def adds_bos(self) -> bool:
-        return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
-
-    def chat_template(self) -> str | None:
-        return self._llm.metadata.get("tokenizer.chat_template")
 
     # forward passes
 

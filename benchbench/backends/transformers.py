@@ -179,6 +179,43 @@ def match_llama_cpp_tokenizer(tokenizer, gguf_path: Path) -> dict:
     return {"gguf_pre_tokenizer": pre, "pre_tokenizer_repaired": repaired}
 
 
+class HFTokenizer:
+    """The parts of a backend a prompt needs, from a Hugging Face tokenizer alone.
+
+    ``tokenizer`` is a folder or hub name, or a tokenizer already loaded.
+    """
+
+    def __init__(self, tokenizer):
+        if isinstance(tokenizer, str):
+            _, transformers = _import_torch()
+            tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer)
+        self._tok = tokenizer
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return self._tok.encode(
+            text, add_special_tokens=False, split_special_tokens=not special
+        )
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._tok.decode(list(tokens))
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._tok.bos_token_id
+
+    @property
+    def adds_bos(self) -> bool:
+        # what the tokenizer does by default (lm-eval's hf model relies on it)
+        ids = self._tok.encode("a")
+        return self.bos_token_id is not None and ids[:1] == [self.bos_token_id]
+
+    def chat_template(self) -> str | None:
+        return self._tok.chat_template
+
+    def close(self) -> None:
+        pass
+
+
 class TransformersBackend(Backend):
     """A causal language model in transformers, with benchbench's RoPE scaling applied."""
 

@@ -17,9 +17,10 @@ takes it).
 
 import hashlib
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
+from benchbench.backends.llama_cpp import LlamaVocab, open_vocab
+from benchbench.backends.transformers import HFTokenizer
 from benchbench.config import Settings, to_settings
 from benchbench.errors import ConfigError
 from benchbench.runner import PROJECT_ROOT
@@ -40,68 +41,11 @@ METADATA_KEYS = {
 }
 
 
-class HFTokenizer:
-    """The parts of a backend a prompt needs, from a Hugging Face tokenizer."""
-
-    def __init__(self, name: str):
-        from transformers import AutoTokenizer
-
-        self._tok = AutoTokenizer.from_pretrained(name)
-
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        return self._tok.encode(
-            text, add_special_tokens=False, split_special_tokens=not special
-        )
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self._tok.decode(list(tokens))
-
-    @property
-    def bos_token_id(self) -> int | None:
-        return self._tok.bos_token_id
-
-    @property
-    def adds_bos(self) -> bool:
-        # what the tokenizer does by default, which is what lm-eval's hf model does
-        ids = self._tok.encode("a")
-        return self.bos_token_id is not None and ids[:1] == [self.bos_token_id]
-
-    def chat_template(self) -> str | None:
-        return self._tok.chat_template
-
-    def close(self) -> None:
-        pass
-
-
-class GGUFTokenizer:
+class GGUFTokenizer(LlamaVocab):
     """The same, from a GGUF file's vocabulary in llama.cpp, as the llama.cpp backend tokenizes."""
 
     def __init__(self, path: str):
-        import llama_cpp
-
-        from benchbench.backends.llama_cpp import open_vocab
-
         self._llm = open_vocab(Path(path))
-        vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
-        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
-
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self._llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
-
-    @property
-    def bos_token_id(self) -> int | None:
-        bos = self._llm.token_bos()
-        return bos if bos >= 0 else None
-
-    @property
-    def adds_bos(self) -> bool:
-        return self._add_bos
-
-    def chat_template(self) -> str | None:
-        return self._llm.metadata.get("tokenizer.chat_template")
 
     def close(self) -> None:
         self._llm.close()

@@ -9,12 +9,12 @@ from a stream of their own, followed by the answer. Padding after the answer
 is not scored.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from benchbench.backends.transformers import HFTokenizer
 from benchbench.config import PasskeyConfig, SweepConfig
 from benchbench.tasks.base import CorpusTokens
 from benchbench.tasks.passkey import PasskeyTask
@@ -28,32 +28,6 @@ TRAINING_KEY_STREAM = 1 << 40
 PASSKEY_TEMPLATES = "tasks/passkey"
 # depths at which training hides the key: every tenth of the filler
 TRAINING_DEPTHS = [round(0.1 * i, 1) for i in range(11)]
-
-
-class TokenizerView:
-    """The parts of a backend that prompt assembly uses, served by a bare tokenizer."""
-
-    def __init__(self, tokenizer):
-        self._tokenizer = tokenizer
-
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        return self._tokenizer(
-            text, add_special_tokens=False, split_special_tokens=not special
-        )["input_ids"]
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self._tokenizer.decode(list(tokens), skip_special_tokens=False)
-
-    @property
-    def bos_token_id(self) -> int | None:
-        return self._tokenizer.bos_token_id
-
-    @property
-    def adds_bos(self) -> bool:
-        return True
-
-    def chat_template(self) -> str | None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -90,7 +64,7 @@ class TrainingMix:
 
     def _passkey_rows(self, tokenizer, count: int, seed: int, root: Path):
         """``count`` passkey prompts with their answers, as (ids, labels) pairs."""
-        view = TokenizerView(tokenizer)
+        view = HFTokenizer(tokenizer)
         # its templates are part of the checkpoint's hash (train.passkey_sha256)
         cfg = PasskeyConfig(template_dir=PASSKEY_TEMPLATES)
         task = PasskeyTask(cfg, TRAINING_KEY_STREAM + seed, root)

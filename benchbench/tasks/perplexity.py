@@ -96,7 +96,7 @@ class PerplexityTask(Task):
                 "task.perplexity.stride",
                 f"{self._stride} skips tokens at context_length {longest}; use at most {longest - 1} or null",
             )
-        needed = (self.cfg.windows - 1) * self._stride + longest - self._use_bos
+        needed = self.tokens_read
         if needed > len(self._corpus):
             raise CorpusError(
                 f"corpus: {self.cfg.windows} windows at context_length {longest} need {needed} tokens "
